@@ -1,0 +1,80 @@
+"""MediaPipe face mesh (478 landmarks incl. irises) and selfie segmentation (alpha matte)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import NoFaceFound
+
+NUM_LANDMARKS = 478
+
+
+@dataclass(frozen=True)
+class FaceObservation:
+    landmarks: np.ndarray  # [478, 3] pixels: x right, y down, z depth (x's scale, toward camera < 0)
+    box: tuple[float, float, float, float]  # x0, y0, x1, y1 pixels
+    num_faces: int         # faces found; the largest one is reported
+
+
+class FaceAnalyzer:
+    """Face landmarks and person matte for RGB images. Thread-safe (MediaPipe graphs are not)."""
+
+    def __init__(self, max_faces: int = 4):
+        self._max_faces = max_faces
+        self._lock = threading.Lock()
+        self._mesh = None
+        self._segmenter = None
+
+    def _graphs(self):
+        if self._mesh is None:
+            import mediapipe as mp
+
+            self._mesh = mp.solutions.face_mesh.FaceMesh(
+                static_image_mode=True, max_num_faces=self._max_faces, refine_landmarks=True,
+                min_detection_confidence=0.5)
+            self._segmenter = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
+        return self._mesh, self._segmenter
+
+    def landmarks(self, rgb: np.ndarray) -> FaceObservation:
+        """The largest face's 478 landmarks; NoFaceFound when there is none."""
+        found = self.all_landmarks(rgb)
+        if not found:
+            raise NoFaceFound("no face found in the image; use a photo with one clearly "
+                              "visible face (frontal or up to ~45 deg turned), at least ~100 px wide")
+        areas = [(b[2] - b[0]) * (b[3] - b[1]) for _, b in found]
+        points, box = found[int(np.argmax(areas))]
+        return FaceObservation(points, box, len(found))
+
+    def all_landmarks(self, rgb: np.ndarray) -> list[tuple[np.ndarray, tuple]]:
+        h, w = rgb.shape[:2]
+        mesh, _ = self._graphs()
+        with self._lock:
+            result = mesh.process(np.ascontiguousarray(rgb))
+        faces = []
+        for face in result.multi_face_landmarks or []:
+            pts = np.array([(p.x * w, p.y * h, p.z * w) for p in face.landmark], np.float32)
+            box = (float(pts[:, 0].min()), float(pts[:, 1].min()),
+                   float(pts[:, 0].max()), float(pts[:, 1].max()))
+            faces.append((pts, box))
+        return faces
+
+    def matte(self, rgb: np.ndarray) -> np.ndarray:
+        """Person matte [H, W] float32 in [0, 1]."""
+        _, segmenter = self._graphs()
+        with self._lock:
+            result = segmenter.process(np.ascontiguousarray(rgb))
+        return np.clip(result.segmentation_mask.astype(np.float32), 0.0, 1.0)
+
+
+_shared: FaceAnalyzer | None = None
+
+
+def shared_analyzer() -> FaceAnalyzer:
+    """One analyzer per process: its graphs take ~100 ms to build."""
+    global _shared
+    if _shared is None:
+        _shared = FaceAnalyzer()
+    return _shared

@@ -1,0 +1,74 @@
+"""Decode and validate user images before anything else touches them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ..errors import InvalidImage, LimitExceeded
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    max_bytes: int = 40 * 1024 * 1024
+    max_side: int = 8192
+
+
+def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> np.ndarray:
+    """Image file bytes (PNG, JPEG, WebP, BMP, TIFF) -> RGB uint8 [H, W, 3].
+
+    Raises LimitExceeded for oversized files or images, InvalidImage for anything that
+    does not decode completely.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise InvalidImage(f"image must be bytes, got {type(data).__name__}")
+    if len(data) == 0:
+        raise InvalidImage("image is empty (0 bytes); send a PNG or JPEG file's bytes")
+    if len(data) > limits.max_bytes:
+        raise LimitExceeded(
+            f"image is {len(data) / 1e6:.1f} MB; the limit max_image_bytes is "
+            f"{limits.max_bytes / 1e6:.1f} MB")
+    buf = np.frombuffer(bytes(data), np.uint8)
+    _check_header_size(buf, limits)
+    image = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise InvalidImage("bytes are not a decodable image (or the file is truncated); "
+                           "supported: PNG, JPEG, WebP, BMP, TIFF")
+    return _to_rgb8(image)
+
+
+def _check_header_size(buf: np.ndarray, limits: ImageLimits) -> None:
+    """Reject images whose declared size is over the limit before decoding them."""
+    from PIL import Image, UnidentifiedImageError
+    import io
+
+    try:
+        with Image.open(io.BytesIO(buf.tobytes())) as im:
+            width, height = im.size
+    except (UnidentifiedImageError, OSError, ValueError):
+        return  # cv2.imdecode reports undecodable input below
+    if max(width, height) > limits.max_side:
+        raise LimitExceeded(f"image is {width}x{height} px; the limit max_image_side is "
+                            f"{limits.max_side} px per side")
+
+
+def _to_rgb8(image: np.ndarray) -> np.ndarray:
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise InvalidImage(f"unsupported pixel type {image.dtype}; use 8 or 16 bits per channel")
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def encode_png(rgba: np.ndarray) -> bytes:
+    """RGB(A) uint8 -> PNG bytes."""
+    code = cv2.COLOR_RGBA2BGRA if rgba.shape[2] == 4 else cv2.COLOR_RGB2BGR
+    ok, out = cv2.imencode(".png", cv2.cvtColor(rgba, code))
+    assert ok
+    return out.tobytes()
