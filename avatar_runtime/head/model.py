@@ -20,7 +20,7 @@ SKIN, EYE_LEFT, EYE_RIGHT, MOUTH_INTERIOR = 0, 1, 2, 3
 HEAD_BONE = "head"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # hashed by identity: one model per process
 class HeadModel:
     """Linear head model in the runtime's world (metres, +Y up, face toward +Z)."""
 

@@ -1,0 +1,42 @@
+"""Image or landmarks -> ARKit weights + head pose, with the avatar's identity held fixed."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..faces.detector import FaceAnalyzer
+from ..head.landmarks import load_landmark_embedding
+from ..head.model import HeadModel, load_head_model
+from ..reconstruct.fit import FitResult, LandmarkFitter, photo_camera
+from .frame import MotionFrame
+from .pose import matrix_to_quat
+
+SOLVER_FOV_DEG = 12.0
+
+
+class MotionSolver:
+    """Solves one frame at a time; pass the previous result to warm-start video tracking."""
+
+    def __init__(self, analyzer: FaceAnalyzer, head: HeadModel | None = None):
+        self.analyzer = analyzer
+        self.head = head or load_head_model()
+        self.fitter = LandmarkFitter(self.head, load_landmark_embedding())
+
+    def solve_image(self, rgb: np.ndarray, identity: np.ndarray | None = None,
+                    sequence: int = 0, timecode: float = 0.0,
+                    fov_y_deg: float = SOLVER_FOV_DEG) -> MotionFrame:
+        landmarks = self.analyzer.landmarks(rgb).landmarks
+        return self.solve_landmarks(landmarks, rgb.shape[1], rgb.shape[0], identity,
+                                    sequence, timecode, fov_y_deg)[0]
+
+    def solve_landmarks(self, landmarks: np.ndarray, width: int, height: int,
+                        identity: np.ndarray | None = None, sequence: int = 0,
+                        timecode: float = 0.0, fov_y_deg: float = SOLVER_FOV_DEG,
+                        previous: FitResult | None = None) -> tuple[MotionFrame, FitResult]:
+        """landmarks [478, 2|3] pixels -> (MotionFrame, the fit). Identity None = template head."""
+        if identity is None:
+            identity = np.zeros(self.head.num_identity, np.float32)
+        fit = self.fitter.fit(landmarks, photo_camera(width, height, fov_y_deg), identity, previous)
+        frame = MotionFrame(fit.expression, head_rotation=matrix_to_quat(fit.rotation),
+                            sequence=sequence, timecode=timecode)
+        return frame, fit

@@ -1,0 +1,157 @@
+"""Fit the parametric head to 2D face landmarks: pose, scale (via depth), identity, expression.
+
+The photo is seen by a pinhole camera at the world origin (OpenGL axes, `Camera(eye(4))`);
+the head sits at `rotation @ vertex + translation` in front of it. Perspective projection
+makes each landmark equation `f * X - (u - c) * Z = 0` linear in the 3D point, so for a
+fixed pose the identity/expression step is a bounded, regularised linear least squares
+(`scipy.optimize.lsq_linear`), alternated with a PnP pose update (OpenCV). Residuals are
+measured in per cent of the face size so the priors do not depend on image resolution,
+and iteratively reweighted (Huber) so a few bad landmarks cannot drag the fit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from scipy.optimize import lsq_linear
+
+from ..head.landmarks import FACE_OVAL, IRISES, LandmarkEmbedding
+from ..head.model import HeadModel
+from ..motion.arkit import ARKIT_INDEX, NUM_ARKIT
+from ..render.camera import Camera
+
+# OpenCV camera axes (x right, y down, looking down +Z) from OpenGL ones, and back.
+GL_FROM_CV = np.diag([1.0, -1.0, -1.0])
+FITTED_EXPRESSIONS = np.array([i for i in range(NUM_ARKIT) if i != ARKIT_INDEX["tongueOut"]])
+PNP_LANDMARKS = np.setdiff1d(np.arange(468), FACE_OVAL)
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    identity_prior: float = 0.02   # weight of ||identity||^2 (per cent of face size)^2 units
+    expression_prior: float = 0.004
+    iterations: int = 5
+    huber_percent: float = 1.5     # residuals above this (per cent of face size) are down-weighted
+
+
+@dataclass(frozen=True)
+class FitResult:
+    rotation: np.ndarray      # [3, 3] head-to-camera rotation (OpenGL camera axes)
+    translation: np.ndarray   # [3] metres, head origin in the camera frame
+    identity: np.ndarray      # [K]
+    expression: np.ndarray    # [52] ARKit weights (Live Link order)
+    error_px: np.ndarray      # [478] final reprojection error per landmark
+
+    def vertices(self, head: HeadModel, expression: np.ndarray | None = None) -> np.ndarray:
+        """[V, 3] the fitted head placed in the photo camera's frame."""
+        shape = head.shape(self.identity, self.expression if expression is None else expression)
+        return shape @ self.rotation.T.astype(np.float32) + self.translation.astype(np.float32)
+
+
+def photo_camera(width: int, height: int, fov_y_deg: float) -> Camera:
+    """The camera that took the photo: at the origin, looking down -Z."""
+    return Camera(np.eye(4), fov_y_deg, width, height)
+
+
+class LandmarkFitter:
+    """Fits `HeadModel` to landmarks; `identity` fixed -> expression + pose only (the solver)."""
+
+    def __init__(self, head: HeadModel, embedding: LandmarkEmbedding,
+                 settings: FitSettings = FitSettings()):
+        self.head, self.embedding, self.settings = head, embedding, settings
+        self.base = embedding.points(head, head.template).astype(np.float64)             # [L, 3]
+        self.id_basis = embedding.basis(head, head.identity_basis).astype(np.float64)    # [K, L, 3]
+        self.expr_basis = embedding.basis(head, head.expression_basis).astype(np.float64)[FITTED_EXPRESSIONS]
+        self.weights = LandmarkEmbedding.default_weights().astype(np.float64)
+        bounds = [(-1.0, 1.0) if not n.startswith("phenotype:") else (-0.5, 0.5)
+                  for n in head.identity_names]
+        self.id_bounds = np.array(bounds).T
+
+    def fit(self, landmarks: np.ndarray, camera: Camera, identity: np.ndarray | None = None,
+            initial: FitResult | None = None) -> FitResult:
+        """landmarks [478, >=2] pixels in `camera`'s image -> FitResult."""
+        uv = np.asarray(landmarks, np.float64)[:, :2]
+        scale = 100.0 / max(np.ptp(uv[:468], axis=0).max(), 1.0)  # px -> per cent of face size
+        fixed_identity = identity is not None
+        ident = np.zeros(self.head.num_identity) if identity is None else np.asarray(identity, np.float64)
+        expr = np.zeros(len(FITTED_EXPRESSIONS))
+        if initial is not None:
+            expr = initial.expression[FITTED_EXPRESSIONS].astype(np.float64)
+        points = self._points(ident, expr)
+        rvec, tvec = self._initial_pose(points, uv, camera, initial)
+        robust = np.ones(len(uv))
+        for _ in range(self.settings.iterations):
+            rvec, tvec = self._solve_pose(points, uv, camera, rvec, tvec)
+            ident, expr = self._solve_shape(uv, camera, rvec, tvec, ident, scale, robust, fixed_identity)
+            points = self._points(ident, expr)
+            error = self._errors(points, uv, camera, rvec, tvec)
+            robust = np.minimum(1.0, self.settings.huber_percent / np.maximum(error * scale, 1e-9))
+        rvec, tvec = self._solve_pose(points, uv, camera, rvec, tvec)
+        full_expr = np.zeros(NUM_ARKIT)
+        full_expr[FITTED_EXPRESSIONS] = expr
+        rot_cv = cv2.Rodrigues(rvec)[0]
+        return FitResult(
+            rotation=GL_FROM_CV @ rot_cv, translation=GL_FROM_CV @ tvec.ravel(),
+            identity=ident.astype(np.float32), expression=full_expr.astype(np.float32),
+            error_px=self._errors(points, uv, camera, rvec, tvec).astype(np.float32))
+
+    # -- steps -------------------------------------------------------------------------
+    def _points(self, ident, expr) -> np.ndarray:
+        return (self.base + np.tensordot(ident, self.id_basis, 1)
+                + np.tensordot(expr, self.expr_basis, 1))
+
+    def _initial_pose(self, points, uv, camera, initial):
+        if initial is not None:
+            rvec = cv2.Rodrigues(GL_FROM_CV @ initial.rotation)[0]
+            return rvec, (GL_FROM_CV @ initial.translation).reshape(3, 1)
+        ok, rvec, tvec = cv2.solvePnP(points[PNP_LANDMARKS], uv[PNP_LANDMARKS], camera.intrinsics,
+                                      None, flags=cv2.SOLVEPNP_SQPNP)
+        return rvec, tvec
+
+    def _solve_pose(self, points, uv, camera, rvec, tvec):
+        _, rvec, tvec = cv2.solvePnP(points[PNP_LANDMARKS], uv[PNP_LANDMARKS], camera.intrinsics,
+                                     None, rvec.copy(), tvec.copy(), useExtrinsicGuess=True,
+                                     flags=cv2.SOLVEPNP_ITERATIVE)
+        return rvec, tvec
+
+    def _errors(self, points, uv, camera, rvec, tvec) -> np.ndarray:
+        projected = cv2.projectPoints(points, rvec, tvec, camera.intrinsics, None)[0][:, 0]
+        return np.linalg.norm(projected - uv, axis=1)
+
+    def _solve_shape(self, uv, camera, rvec, tvec, ident, scale, robust, fixed_identity):
+        """One bounded linear solve for identity (unless fixed) and expression."""
+        rot = cv2.Rodrigues(rvec)[0]
+        t = tvec.ravel()
+        k = camera.intrinsics
+        depth = (self.base @ rot[2] + t[2])                                     # [L]
+        # rows: f * row_a(P) + t_a - (u - c) * (row_z(P) + t_z) = 0, per axis a in (x, y)
+        coeff, offset = [], []
+        for axis in (0, 1):
+            centred = uv[:, axis] - k[axis, 2]
+            a = k[axis, axis] * rot[axis][None, :] - centred[:, None] * rot[2][None, :]  # [L, 3]
+            b = k[axis, axis] * t[axis] - centred * t[2]
+            coeff.append(a / depth[:, None])
+            offset.append(b / depth)
+        w = np.sqrt(self.weights * robust) * scale
+        fixed = self.base if not fixed_identity else self.base + np.tensordot(ident, self.id_basis, 1)
+        rows, rhs = [], []
+        for a, b in zip(coeff, offset):
+            design = [np.einsum("lc,klc->lk", a, self.expr_basis)]
+            if not fixed_identity:
+                design.insert(0, np.einsum("lc,klc->lk", a, self.id_basis))
+            rows.append(np.concatenate(design, 1) * w[:, None])
+            rhs.append(-(np.einsum("lc,lc->l", a, fixed) + b) * w)
+        n_id = 0 if fixed_identity else self.head.num_identity
+        n_ex = len(FITTED_EXPRESSIONS)
+        prior = np.concatenate([np.full(n_id, self.settings.identity_prior),
+                                np.full(n_ex, self.settings.expression_prior)])
+        design = np.concatenate(rows + [np.diag(np.sqrt(prior) * 100)])
+        target = np.concatenate(rhs + [np.zeros(n_id + n_ex)])
+        lower = np.concatenate([self.id_bounds[0][:n_id], np.zeros(n_ex)])
+        upper = np.concatenate([self.id_bounds[1][:n_id], np.ones(n_ex)])
+        solution = lsq_linear(design, target, bounds=(lower, upper), method="bvls").x
+        if fixed_identity:
+            return ident, solution
+        return solution[:n_id], solution[n_id:]

@@ -1,0 +1,144 @@
+"""`AvatarService`: the one object every transport calls (create, get, list, delete,
+render, drive, solve_motion). No sockets here; errors are `AvatarError`s."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from .avatar import Avatar
+from .errors import InvalidArgument, LimitExceeded
+from .faces.detector import FaceAnalyzer, shared_analyzer
+from .faces.image import decode_image
+from .head.model import HeadModel, load_head_model
+from .limits import Limits
+from .motion.frame import MotionFrame
+from .motion.pose import quat_to_matrix
+from .motion.smoothing import MotionSmoother
+from .motion.solver import MotionSolver
+from .reconstruct.fit_reconstructor import FitReconstructor
+from .render.camera import Camera
+from .render.mesh_renderer import MeshRenderer, RenderOutput
+from .store import AvatarStore
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str, float], None]
+RECONSTRUCTORS = ("fit",)
+
+
+@dataclass(frozen=True)
+class Smoothing:
+    """One-Euro parameters for a drive session; `enabled=False` passes motion through."""
+
+    enabled: bool = False
+    min_cutoff: float = 1.5
+    beta: float = 0.3
+
+
+class AvatarService:
+    """Thread-safe facade over reconstructor, store, solver and renderer."""
+
+    def __init__(self, data_dir: Path | str, limits: Limits = Limits(),
+                 analyzer: FaceAnalyzer | None = None, renderer_cache: int = 8):
+        self.limits = limits
+        self.head: HeadModel = load_head_model()
+        self.analyzer = analyzer or shared_analyzer()
+        self.store = AvatarStore(Path(data_dir), max_avatars=limits.max_avatars)
+        self.reconstructor = FitReconstructor(self.analyzer, self.head)
+        self.solver = MotionSolver(self.analyzer, self.head)
+        self._renderers: OrderedDict[str, MeshRenderer] = OrderedDict()
+        self._renderer_cache = renderer_cache
+        self._lock = threading.Lock()
+
+    # -- avatars ---------------------------------------------------------------------
+    def create(self, image: bytes, name: str = "", reconstructor: str = "fit",
+               progress: Progress = lambda stage, fraction: None) -> dict:
+        """Image bytes -> stored avatar summary. Same photo + settings -> same id."""
+        if reconstructor not in RECONSTRUCTORS:
+            raise InvalidArgument(f"unknown reconstructor {reconstructor!r}; available: "
+                                  f"{', '.join(RECONSTRUCTORS)}")
+        progress("decode", 0.0)
+        rgb = decode_image(image, self.limits.image)
+        avatar_id = hashlib.sha256(reconstructor.encode() + b"\0" + bytes(image)).hexdigest()[:16]
+        if avatar_id in self.store:
+            progress("done", 1.0)
+            return self.store.get(avatar_id).summary()
+        avatar = self.reconstructor.create(rgb, avatar_id, name or f"avatar-{avatar_id[:6]}", progress)
+        self.store.put(avatar)
+        return avatar.summary()
+
+    def get(self, avatar_id: str) -> dict:
+        return self.store.get(avatar_id).summary()
+
+    def avatar(self, avatar_id: str) -> Avatar:
+        return self.store.get(avatar_id)
+
+    def list(self) -> list[dict]:
+        return self.store.list()
+
+    def delete(self, avatar_id: str) -> None:
+        self.store.delete(avatar_id)
+        with self._lock:
+            self._renderers.pop(avatar_id, None)
+
+    # -- motion + rendering ------------------------------------------------------------
+    def vertices(self, avatar_id: str, motion: MotionFrame) -> np.ndarray:
+        """[V, 3] the avatar's head deformed and posed by `motion` (world, metres)."""
+        identity = self.store.get(avatar_id).tensors["identity"]
+        shaped = self.head.shape(identity, motion.arkit)
+        return self.head.pose(shaped, quat_to_matrix(motion.head_rotation), motion.head_translation)
+
+    def render(self, avatar_id: str, motion: MotionFrame | None = None,
+               camera: Camera | None = None) -> RenderOutput:
+        """One frame: RGBA (straight alpha), depth and normals."""
+        motion = motion or MotionFrame.neutral()
+        camera = camera or Camera.orbit()
+        self._check_camera(camera)
+        renderer = self._renderer(avatar_id)
+        return renderer.render(self.vertices(avatar_id, motion), camera)
+
+    def drive(self, avatar_id: str, frames: Iterable[MotionFrame], camera: Camera | None = None,
+              smoothing: Smoothing = Smoothing()) -> Iterator[tuple[MotionFrame, RenderOutput]]:
+        """Render each incoming frame (after optional smoothing); yields (frame, render)."""
+        self.store.get(avatar_id)  # unknown ids fail before the first frame arrives
+        smoother = MotionSmoother(smoothing.min_cutoff, smoothing.beta) if smoothing.enabled else None
+        for frame in frames:
+            if smoother is not None:
+                frame = smoother(frame)
+            yield frame, self.render(avatar_id, frame, camera)
+
+    def solve_motion(self, image: bytes, avatar_id: str | None = None, sequence: int = 0,
+                     timecode: float = 0.0) -> MotionFrame:
+        """Image bytes -> ARKit weights + head pose (identity of `avatar_id` if given)."""
+        rgb = decode_image(image, self.limits.image)
+        identity = self.store.get(avatar_id).tensors["identity"] if avatar_id else None
+        return self.solver.solve_image(rgb, identity, sequence, timecode)
+
+    # -- internals ---------------------------------------------------------------------
+    def _renderer(self, avatar_id: str) -> MeshRenderer:
+        with self._lock:
+            if avatar_id in self._renderers:
+                self._renderers.move_to_end(avatar_id)
+                return self._renderers[avatar_id]
+        avatar = self.store.get(avatar_id)
+        renderer = MeshRenderer(self.head.faces, self.head.face_uvs, avatar.tensors["texture"])
+        with self._lock:
+            self._renderers[avatar_id] = renderer
+            while len(self._renderers) > self._renderer_cache:
+                self._renderers.popitem(last=False)
+        return renderer
+
+    def _check_camera(self, camera: Camera) -> None:
+        side = self.limits.max_render_side
+        if not (1 <= camera.width <= side and 1 <= camera.height <= side):
+            raise LimitExceeded(f"render size {camera.width}x{camera.height} is outside 1..{side} "
+                                f"px per side (limit max_render_side)")
+        if not np.isfinite(camera.c2w).all() or not 1.0 <= camera.fov_y_deg <= 120.0:
+            raise InvalidArgument("camera must have a finite pose and a vertical FOV in 1..120 deg")
