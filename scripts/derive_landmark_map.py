@@ -18,7 +18,7 @@ import numpy as np
 import open3d as o3d
 
 from avatar_runtime.faces.detector import NUM_LANDMARKS, shared_analyzer
-from avatar_runtime.head.model import EYE_LEFT, EYE_RIGHT, load_head_model
+from avatar_runtime.head.model import EYE_LEFT, EYE_RIGHT, SKIN, load_head_model
 from avatar_runtime.render.camera import Camera
 
 OUT = Path(__file__).resolve().parents[1] / "avatar_runtime" / "data" / "mediapipe_landmarks.npz"
@@ -62,6 +62,26 @@ def backproject(scene, cam: Camera, pixels: np.ndarray) -> np.ndarray:
     return cam.position + dirs * t[:, None]
 
 
+def snap(head, points: np.ndarray):
+    """Closest surface point per landmark: irises on the eyeballs, all others on the skin.
+
+    Eyelid and inner-lip landmarks are often first hit on the eyeball or the teeth behind
+    them, but they describe the lid and lip margins, which are skin that moves with blinks
+    and jaw motion; the eyeballs do not.
+    """
+    tri = np.zeros(len(points), np.int32)
+    u = np.zeros(len(points))
+    v = np.zeros(len(points))
+    face_part = head.part_labels[head.faces[:, 0]]
+    for parts, which in (((SKIN,), np.arange(468)), ((EYE_LEFT, EYE_RIGHT), np.arange(468, 478))):
+        keep = np.flatnonzero(np.isin(face_part, parts))
+        closest = make_scene(head.template, head.faces[keep]).compute_closest_points(
+            o3d.core.Tensor(points[which].astype(np.float32)))
+        tri[which] = keep[closest["primitive_ids"].numpy()]
+        u[which], v[which] = closest["primitive_uvs"].numpy().T
+    return tri, u, v
+
+
 def main() -> None:
     head = load_head_model()
     scene = make_scene(head.template, head.faces)
@@ -73,9 +93,7 @@ def main() -> None:
         points.append(backproject(scene, cam, landmarks[:, :2]))
     median = np.nanmedian(np.stack(points), axis=0)
     assert np.isfinite(median).all(), "some landmark was never on the surface"
-    closest = scene.compute_closest_points(o3d.core.Tensor(median.astype(np.float32)))
-    tri = closest["primitive_ids"].numpy().astype(np.int32)
-    u, v = closest["primitive_uvs"].numpy().T
+    tri, u, v = snap(head, median)
     bary = np.stack([1 - u - v, u, v], 1).astype(np.float32)
     np.savez_compressed(OUT, triangles=tri, barycentric=bary)
 

@@ -1,0 +1,33 @@
+"""`avatar-runtime` command line: one subcommand per job, each registered from its module."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from . import demo
+
+# Each module exposes add_parser(subparsers) -> sets `func` on its parser.
+COMMANDS = [demo]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="avatar-runtime",
+                                     description="One photo to an animatable 3D head.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for module in COMMANDS:
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

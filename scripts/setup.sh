@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs everything avatar-runtime needs into .venv (system packages too when run as root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+
+# open3d needs libusb; node + npm run the Khronos glTF validator in the tests.
+need=()
+dpkg -s libusb-1.0-0 >/dev/null 2>&1 || need+=(libusb-1.0-0)
+command -v npm >/dev/null || need+=(nodejs npm)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "[setup] apt-get install ${need[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    echo "[setup] please install these system packages first: ${need[*]}" >&2
+  fi
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "[setup] creating .venv"
+  "$PY" -m venv .venv
+fi
+echo "[setup] installing Python packages (first run: a few minutes, ~4.5 GB)"
+.venv/bin/python -m pip install -q --upgrade pip
+# The CPU build of torch first: an unpinned resolve would pull a multi-GB CUDA build.
+.venv/bin/python -m pip install -q torch==2.13.0
+.venv/bin/python -m pip install -q -e ".[test,dev]"
+if [ -f tools/gltf-validator/package.json ] && command -v npm >/dev/null; then
+  echo "[setup] installing the glTF validator (npm)"
+  (cd tools/gltf-validator && npm ci --silent --no-audit --no-fund)
+fi
+echo "[setup] done"
