@@ -19,3 +19,5 @@ ARKIT_NAMES: tuple[str, ...] = (
 NUM_ARKIT = len(ARKIT_NAMES)
 ARKIT_INDEX: dict[str, int] = {name: i for i, name in enumerate(ARKIT_NAMES)}
 assert NUM_ARKIT == 52
+# Case-insensitive lookup, for formats that capitalise the names (Live Link Face CSV: "JawOpen").
+ARKIT_INDEX_CASEFOLD: dict[str, int] = {name.casefold(): i for i, name in enumerate(ARKIT_NAMES)}
