@@ -18,7 +18,7 @@ import open3d as o3d
 from ..head.model import MOUTH_INTERIOR, HeadModel
 from ..render.camera import Camera
 
-MOUTH_TONE = np.array([70, 30, 35], np.float32)  # the mouth's inside is never in a neutral photo
+MOUTH_TONE = np.array([70, 30, 35], np.float32)
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,8 @@ def bake_texture(head: HeadModel, vertices: np.ndarray, photo: np.ndarray, camer
     colours = np.zeros((len(points), 3), np.float32)
     seen = weight > 0
     colours[seen] = _sample(photo, pixels[seen])
-    interior = head.part_labels[head.faces[tm.triangles, 0]] == MOUTH_INTERIOR
+    # Teeth and tongue the photo does not show get a dark mouth tone, not skin.
+    interior = (head.part_labels[head.faces[tm.triangles, 0]] == MOUTH_INTERIOR) & (weight < 0.5)
     weight[interior], colours[interior] = 1.0, MOUTH_TONE
 
     # Hidden texels take their mirror twin's colour when the twin was seen.
@@ -117,7 +118,7 @@ def _visibility(head, vertices, points, normals, camera, pixels, matte) -> np.nd
     unoccluded = t_hit > dist - 2e-3
     h, w = camera.height, camera.width
     inside = (pixels[:, 0] >= 0) & (pixels[:, 0] < w - 1) & (pixels[:, 1] >= 0) & (pixels[:, 1] < h - 1)
-    weight = np.clip((facing - 0.15) / 0.35, 0.0, 1.0) * unoccluded * inside
+    weight = np.clip((facing - 0.05) / 0.2, 0.0, 1.0) * unoccluded * inside
     if matte is not None:
         weight[inside] *= np.clip(_sample(matte[..., None], pixels[inside])[:, 0] * 2 - 0.5, 0, 1)
     return weight.astype(np.float32)

@@ -1,0 +1,32 @@
+"""Shared fixtures: one runtime with the astronaut avatar per test session (creation ~2 s)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from skimage import data
+
+from avatar_runtime.faces.image import encode_png
+
+
+@pytest.fixture(scope="session")
+def astronaut_png() -> bytes:
+    return encode_png(data.astronaut())
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory):
+    from avatar_runtime.service import AvatarService
+
+    return AvatarService(tmp_path_factory.mktemp("runtime"))
+
+
+@pytest.fixture(scope="session")
+def astronaut_id(service, astronaut_png) -> str:
+    return service.create(astronaut_png, name="astronaut")["id"]
+
+
+def over_grey(rgba: np.ndarray) -> np.ndarray:
+    """Straight-alpha RGBA -> RGB over mid grey (what a detector should see)."""
+    alpha = rgba[..., 3:4].astype(np.float32) / 255
+    return (rgba[..., :3] * alpha + 128 * (1 - alpha)).astype(np.uint8)
