@@ -12,7 +12,7 @@ from ..faces.detector import FaceAnalyzer
 from ..head.landmarks import load_landmark_embedding
 from ..head.model import HeadModel, load_head_model
 from .fit import LandmarkFitter, photo_camera
-from .texture import bake_texture
+from .texture import bake_texture, texel_map
 
 Progress = Callable[[str, float], None]
 PHOTO_FOV_DEG = 12.0  # assumed: landmarks fix pose and shape; the FOV only sets how far away
@@ -27,6 +27,7 @@ class FitReconstructor:
         self.analyzer = analyzer
         self.head = head or load_head_model()
         self.fitter = LandmarkFitter(self.head, load_landmark_embedding())
+        texel_map(self.head, TEXTURE_SIZE)  # ~0.3 s once per process, not per avatar
 
     def create(self, rgb: np.ndarray, avatar_id: str, name: str = "",
                progress: Progress = lambda stage, fraction: None) -> Avatar:
