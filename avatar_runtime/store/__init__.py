@@ -1,0 +1,5 @@
+"""Durable avatar storage."""
+
+from avatar_runtime.store.avatar_store import AvatarStore
+
+__all__ = ["AvatarStore"]
