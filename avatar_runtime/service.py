@@ -118,8 +118,11 @@ class AvatarService:
                      timecode: float = 0.0) -> MotionFrame:
         """Image bytes -> ARKit weights + head pose (identity of `avatar_id` if given)."""
         rgb = decode_image(image, self.limits.image)
-        identity = self.store.get(avatar_id).tensors["identity"] if avatar_id else None
-        return self.solver.solve_image(rgb, identity, sequence, timecode)
+        if avatar_id is None:
+            return self.solver.solve_image(rgb, None, sequence, timecode)
+        tensors = self.store.get(avatar_id).tensors
+        return self.solver.solve_image(rgb, tensors["identity"], sequence, timecode,
+                                       bias=tensors.get("landmark_bias"))
 
     # -- internals ---------------------------------------------------------------------
     def _renderer(self, avatar_id: str) -> MeshRenderer:

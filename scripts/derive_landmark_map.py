@@ -7,6 +7,14 @@ landmark onto the mesh, take the per-landmark median of the hit points across vi
 `avatar_runtime/data/mediapipe_landmarks.npz`: triangle ids [478] and barycentric
 weights [478, 3], and prints the frontal reprojection error.
 
+Then it measures how the detector's landmarks respond to each ARKit expression: the
+template, wearing a photo texture baked from the bundled sample portrait, is rendered
+frontally with one expression at full weight and detected; the landmarks' in-plane travel
+from the neutral detection (pixels -> metres at the head's distance) replaces the surface
+point's travel, which disagrees with the detector wherever a landmark slides over the
+skin (a closing lid, a parting lip). Depth travel, invisible frontally, stays geometric.
+Saved as `expression_response` [52, 478, 3]; the fitter and the motion solver use it.
+
 Run: python scripts/derive_landmark_map.py
 """
 
@@ -18,8 +26,10 @@ import numpy as np
 import open3d as o3d
 
 from avatar_runtime.faces.detector import NUM_LANDMARKS, shared_analyzer
+from avatar_runtime.head.landmarks import LandmarkEmbedding
 from avatar_runtime.head.model import EYE_LEFT, EYE_RIGHT, SKIN, load_head_model
 from avatar_runtime.render.camera import Camera
+from avatar_runtime.render.picking import backproject
 
 OUT = Path(__file__).resolve().parents[1] / "avatar_runtime" / "data" / "mediapipe_landmarks.npz"
 VIEWS = [(yaw, pitch) for yaw in (-15, 0, 15) for pitch in (-8, 0, 8)]
@@ -50,18 +60,6 @@ def lambert_render(scene, head, cam: Camera) -> np.ndarray:
     return image.astype(np.uint8)
 
 
-def backproject(scene, cam: Camera, pixels: np.ndarray) -> np.ndarray:
-    """[N, 2] pixels -> [N, 3] surface points (NaN where the ray misses)."""
-    f = cam.focal_px
-    d_cam = np.stack([(pixels[:, 0] - cam.width / 2) / f, -(pixels[:, 1] - cam.height / 2) / f,
-                      -np.ones(len(pixels))], 1)
-    dirs = d_cam @ cam.c2w[:3, :3].T
-    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
-    hits = cast(scene, np.broadcast_to(cam.position, dirs.shape), dirs)
-    t = np.where(np.isfinite(hits["t_hit"]), hits["t_hit"], np.nan)
-    return cam.position + dirs * t[:, None]
-
-
 def snap(head, points: np.ndarray):
     """Closest surface point per landmark: irises on the eyeballs, all others on the skin.
 
@@ -82,6 +80,45 @@ def snap(head, points: np.ndarray):
     return tri, u, v
 
 
+def sample_texture(head, embedding: LandmarkEmbedding) -> np.ndarray:
+    """A realistic UV texture: the bundled sample portrait baked by the `fit` reconstructor
+    (fitted with the geometric embedding, so reruns of this script give the same data)."""
+    from skimage import data
+
+    from avatar_runtime.reconstruct.fit_reconstructor import FitReconstructor
+
+    reconstructor = FitReconstructor(shared_analyzer(), head, embedding)
+    return reconstructor.create(data.astronaut(), "sample").tensors["texture"]
+
+
+def expression_response(head, analyzer, embedding: LandmarkEmbedding) -> np.ndarray:
+    """[52, 478, 3] detected landmark travel per unit expression (see the module doc)."""
+    from avatar_runtime.motion.arkit import ARKIT_NAMES
+    from avatar_runtime.render.mesh_renderer import MeshRenderer
+
+    geometric = embedding.basis(head, head.expression_basis)
+    renderer = MeshRenderer(head.faces, head.face_uvs, sample_texture(head, embedding))
+    cam = Camera.orbit(width=SIZE, height=SIZE)
+    metres_per_px = np.linalg.norm(cam.position - head.template.mean(0)) / cam.focal_px
+    grey = np.array([128, 128, 128], np.uint8)
+
+    def detect(vertices):
+        return analyzer.landmarks(renderer.render(vertices, cam, grey).rgba[..., :3]).landmarks[:, :2]
+
+    neutral = detect(head.template)
+    out = geometric.astype(np.float32).copy()
+    for k, name in enumerate(ARKIT_NAMES):
+        weights = np.zeros(len(ARKIT_NAMES), np.float32)
+        weights[k] = 1.0
+        travel = (detect(head.shape(expression=weights)) - neutral) * metres_per_px * (1.0, -1.0)
+        # A detection that jumps much further than the skin moved is a detector failure.
+        ok = np.linalg.norm(travel, axis=1) < 1.5 * np.linalg.norm(geometric[k], axis=1).max() + 1e-3
+        out[k, ok, :2] = travel[ok]
+        print(f"  {name:20s} max travel {np.linalg.norm(out[k], axis=1).max() * 1000:5.1f} mm"
+              f"{f', {(~ok).sum()} landmarks kept geometric' if (~ok).any() else ''}")
+    return out
+
+
 def main() -> None:
     head = load_head_model()
     scene = make_scene(head.template, head.faces)
@@ -90,12 +127,13 @@ def main() -> None:
     for yaw, pitch in VIEWS:
         cam = Camera.orbit(yaw, pitch, radius=1.05, width=SIZE, height=SIZE)
         landmarks = analyzer.landmarks(lambert_render(scene, head, cam)).landmarks
-        points.append(backproject(scene, cam, landmarks[:, :2]))
+        points.append(backproject(head.template, head.faces, cam, landmarks[:, :2]))
     median = np.nanmedian(np.stack(points), axis=0)
     assert np.isfinite(median).all(), "some landmark was never on the surface"
     tri, u, v = snap(head, median)
     bary = np.stack([1 - u - v, u, v], 1).astype(np.float32)
-    np.savez_compressed(OUT, triangles=tri, barycentric=bary)
+    response = expression_response(head, analyzer, LandmarkEmbedding(tri, bary))
+    np.savez_compressed(OUT, triangles=tri, barycentric=bary, expression_response=response)
 
     cam = Camera.orbit(0, 0, radius=1.05, width=SIZE, height=SIZE)
     detected = analyzer.landmarks(lambert_render(scene, head, cam)).landmarks[:, :2]

@@ -22,6 +22,8 @@ IRISES = tuple(range(468, 478))
 class LandmarkEmbedding:
     triangles: np.ndarray    # [478] triangle index
     barycentric: np.ndarray  # [478, 3]
+    # [52, 478, 3] detected landmark travel per unit weight; None before it is measured
+    expression_response: np.ndarray | None = None
 
     def vertex_weights(self, head: HeadModel) -> tuple[np.ndarray, np.ndarray]:
         """([478, 3] vertex ids, [478, 3] weights): landmark = sum_k w_k * V[id_k]."""
@@ -37,6 +39,12 @@ class LandmarkEmbedding:
         ids, w = self.vertex_weights(head)
         return (basis[:, ids] * w[None, ..., None]).sum(2)
 
+    def expression_basis(self, head: HeadModel) -> np.ndarray:
+        """[52, 478, 3] landmark travel per unit ARKit weight: measured, else geometric."""
+        if self.expression_response is not None:
+            return self.expression_response
+        return self.basis(head, head.expression_basis)
+
     @staticmethod
     def default_weights() -> np.ndarray:
         """[478] fitting weight per landmark: contour and irises count less."""
@@ -49,4 +57,5 @@ class LandmarkEmbedding:
 @lru_cache(maxsize=1)
 def load_landmark_embedding(path: Path = LANDMARK_FILE) -> LandmarkEmbedding:
     with np.load(path) as d:
-        return LandmarkEmbedding(d["triangles"], d["barycentric"])
+        response = d["expression_response"] if "expression_response" in d.files else None
+        return LandmarkEmbedding(d["triangles"], d["barycentric"], response)

@@ -24,19 +24,22 @@ class MotionSolver:
 
     def solve_image(self, rgb: np.ndarray, identity: np.ndarray | None = None,
                     sequence: int = 0, timecode: float = 0.0,
-                    fov_y_deg: float = SOLVER_FOV_DEG) -> MotionFrame:
+                    fov_y_deg: float = SOLVER_FOV_DEG, bias: np.ndarray | None = None) -> MotionFrame:
         landmarks = self.analyzer.landmarks(rgb).landmarks
         return self.solve_landmarks(landmarks, rgb.shape[1], rgb.shape[0], identity,
-                                    sequence, timecode, fov_y_deg)[0]
+                                    sequence, timecode, fov_y_deg, bias=bias)[0]
 
     def solve_landmarks(self, landmarks: np.ndarray, width: int, height: int,
                         identity: np.ndarray | None = None, sequence: int = 0,
                         timecode: float = 0.0, fov_y_deg: float = SOLVER_FOV_DEG,
-                        previous: FitResult | None = None) -> tuple[MotionFrame, FitResult]:
-        """landmarks [478, 2|3] pixels -> (MotionFrame, the fit). Identity None = template head."""
+                        previous: FitResult | None = None,
+                        bias: np.ndarray | None = None) -> tuple[MotionFrame, FitResult]:
+        """landmarks [478, 2|3] pixels -> (MotionFrame, the fit). Identity None = template head;
+        bias [478, 3] = the avatar's `landmark_bias` (its neutral face as the detector sees it)."""
         if identity is None:
             identity = np.zeros(self.head.num_identity, np.float32)
-        fit = self.fitter.fit(landmarks, photo_camera(width, height, fov_y_deg), identity, previous)
+        fit = self.fitter.fit(landmarks, photo_camera(width, height, fov_y_deg), identity, previous,
+                              bias)
         frame = MotionFrame(fit.expression, head_rotation=matrix_to_quat(fit.rotation),
                             sequence=sequence, timecode=timecode)
         return frame, fit

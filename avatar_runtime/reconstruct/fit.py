@@ -31,7 +31,7 @@ PNP_LANDMARKS = np.setdiff1d(np.arange(468), FACE_OVAL)
 @dataclass(frozen=True)
 class FitSettings:
     identity_prior: float = 0.02   # weight of ||identity||^2 (per cent of face size)^2 units
-    expression_prior: float = 0.004
+    expression_prior: float = 0.0005
     iterations: int = 5
     huber_percent: float = 1.5     # residuals above this (per cent of face size) are down-weighted
 
@@ -63,29 +63,36 @@ class LandmarkFitter:
         self.head, self.embedding, self.settings = head, embedding, settings
         self.base = embedding.points(head, head.template).astype(np.float64)             # [L, 3]
         self.id_basis = embedding.basis(head, head.identity_basis).astype(np.float64)    # [K, L, 3]
-        self.expr_basis = embedding.basis(head, head.expression_basis).astype(np.float64)[FITTED_EXPRESSIONS]
+        # The detector's measured response to each expression (scripts/derive_landmark_map.py).
+        self.expr_basis = embedding.expression_basis(head).astype(np.float64)[FITTED_EXPRESSIONS]
         self.weights = LandmarkEmbedding.default_weights().astype(np.float64)
         bounds = [(-1.0, 1.0) if not n.startswith("phenotype:") else (-0.5, 0.5)
                   for n in head.identity_names]
         self.id_bounds = np.array(bounds).T
 
     def fit(self, landmarks: np.ndarray, camera: Camera, identity: np.ndarray | None = None,
-            initial: FitResult | None = None) -> FitResult:
-        """landmarks [478, >=2] pixels in `camera`'s image -> FitResult."""
+            initial: FitResult | None = None, bias: np.ndarray | None = None) -> FitResult:
+        """landmarks [478, >=2] pixels in `camera`'s image -> FitResult.
+
+        bias [478, 3]: where the detector puts this face's neutral landmarks relative to
+        the model's (measured per avatar); it is added to the model's landmark points.
+        """
         uv = np.asarray(landmarks, np.float64)[:, :2]
+        base = self.base if bias is None else self.base + bias
         scale = 100.0 / max(np.ptp(uv[:468], axis=0).max(), 1.0)  # px -> per cent of face size
         fixed_identity = identity is not None
         ident = np.zeros(self.head.num_identity) if identity is None else np.asarray(identity, np.float64)
         expr = np.zeros(len(FITTED_EXPRESSIONS))
         if initial is not None:
             expr = initial.expression[FITTED_EXPRESSIONS].astype(np.float64)
-        points = self._points(ident, expr)
+        points = self._points(base, ident, expr)
         rvec, tvec = self._initial_pose(points, uv, camera, initial)
         robust = np.ones(len(uv))
         for _ in range(self.settings.iterations):
             rvec, tvec = self._solve_pose(points, uv, camera, rvec, tvec)
-            ident, expr = self._solve_shape(uv, camera, rvec, tvec, ident, scale, robust, fixed_identity)
-            points = self._points(ident, expr)
+            ident, expr = self._solve_shape(base, uv, camera, rvec, tvec, ident, scale, robust,
+                                            fixed_identity)
+            points = self._points(base, ident, expr)
             error = self._errors(points, uv, camera, rvec, tvec)
             robust = np.minimum(1.0, self.settings.huber_percent / np.maximum(error * scale, 1e-9))
         rvec, tvec = self._solve_pose(points, uv, camera, rvec, tvec)
@@ -98,8 +105,8 @@ class LandmarkFitter:
             error_px=self._errors(points, uv, camera, rvec, tvec).astype(np.float32))
 
     # -- steps -------------------------------------------------------------------------
-    def _points(self, ident, expr) -> np.ndarray:
-        return (self.base + np.tensordot(ident, self.id_basis, 1)
+    def _points(self, base, ident, expr) -> np.ndarray:
+        return (base + np.tensordot(ident, self.id_basis, 1)
                 + np.tensordot(expr, self.expr_basis, 1))
 
     def _initial_pose(self, points, uv, camera, initial):
@@ -120,12 +127,12 @@ class LandmarkFitter:
         projected = cv2.projectPoints(points, rvec, tvec, camera.intrinsics, None)[0][:, 0]
         return np.linalg.norm(projected - uv, axis=1)
 
-    def _solve_shape(self, uv, camera, rvec, tvec, ident, scale, robust, fixed_identity):
+    def _solve_shape(self, base, uv, camera, rvec, tvec, ident, scale, robust, fixed_identity):
         """One bounded linear solve for identity (unless fixed) and expression."""
         rot = cv2.Rodrigues(rvec)[0]
         t = tvec.ravel()
         k = camera.intrinsics
-        depth = (self.base @ rot[2] + t[2])                                     # [L]
+        depth = (base @ rot[2] + t[2])                                     # [L]
         # rows: f * row_a(P) + t_a - (u - c) * (row_z(P) + t_z) = 0, per axis a in (x, y)
         coeff, offset = [], []
         for axis in (0, 1):
@@ -135,7 +142,7 @@ class LandmarkFitter:
             coeff.append(a / depth[:, None])
             offset.append(b / depth)
         w = np.sqrt(self.weights * robust) * scale
-        fixed = self.base if not fixed_identity else self.base + np.tensordot(ident, self.id_basis, 1)
+        fixed = base if not fixed_identity else base + np.tensordot(ident, self.id_basis, 1)
         rows, rhs = [], []
         for a, b in zip(coeff, offset):
             design = [np.einsum("lc,klc->lk", a, self.expr_basis)]

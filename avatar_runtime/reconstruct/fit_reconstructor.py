@@ -8,9 +8,13 @@ from typing import Callable
 import numpy as np
 
 from ..avatar import Avatar
+from ..errors import NoFaceFound
 from ..faces.detector import FaceAnalyzer
-from ..head.landmarks import load_landmark_embedding
+from ..head.landmarks import LandmarkEmbedding, load_landmark_embedding
 from ..head.model import HeadModel, load_head_model
+from ..render.camera import Camera
+from ..render.mesh_renderer import MeshRenderer
+from ..render.picking import backproject
 from .fit import LandmarkFitter, photo_camera
 from .texture import bake_texture, texel_map
 
@@ -23,10 +27,11 @@ TEXTURE_SIZE = 1024
 class FitReconstructor:
     name = "fit"
 
-    def __init__(self, analyzer: FaceAnalyzer, head: HeadModel | None = None):
+    def __init__(self, analyzer: FaceAnalyzer, head: HeadModel | None = None,
+                 embedding: LandmarkEmbedding | None = None):
         self.analyzer = analyzer
         self.head = head or load_head_model()
-        self.fitter = LandmarkFitter(self.head, load_landmark_embedding())
+        self.fitter = LandmarkFitter(self.head, embedding or load_landmark_embedding())
         texel_map(self.head, TEXTURE_SIZE)  # ~0.3 s once per process, not per avatar
 
     def create(self, rgb: np.ndarray, avatar_id: str, name: str = "",
@@ -42,6 +47,8 @@ class FitReconstructor:
         fit = self.fitter.fit(face.landmarks, camera)
         progress("texture", 0.6)
         texture = bake_texture(self.head, fit.vertices(self.head), rgb, camera, matte, TEXTURE_SIZE)
+        progress("calibrate", 0.85)
+        bias = self.landmark_bias(fit.identity, texture)
         progress("done", 1.0)
         return Avatar(
             id=avatar_id, name=name, reconstructor=self.name, created_at=time.time(),
@@ -50,6 +57,7 @@ class FitReconstructor:
                 "texture": texture,
                 "source_expression": fit.expression,
                 "source_rotation": fit.rotation.astype(np.float32),
+                "landmark_bias": bias,
             },
             meta={
                 "image_size": [w, h],
@@ -57,6 +65,25 @@ class FitReconstructor:
                 "landmark_error_px_median": float(np.median(fit.error_px)),
                 "head_vertices": self.head.num_vertices,
             })
+
+
+    def landmark_bias(self, identity: np.ndarray, texture: np.ndarray) -> np.ndarray:
+        """[478, 3] where the detector sees this avatar's neutral landmarks, minus the model's.
+
+        The motion solver adds it to the model's landmarks, so that what is solved is the
+        change from this face's own neutral reading, not the detector's habits on it.
+        """
+        neutral = self.head.shape(identity)
+        camera = Camera.orbit()
+        rgba = MeshRenderer(self.head.faces, self.head.face_uvs, texture).render(
+            neutral, camera, np.array([128, 128, 128], np.uint8)).rgba
+        try:
+            detected = self.analyzer.landmarks(rgba[..., :3]).landmarks[:, :2]
+        except NoFaceFound:
+            return np.zeros((478, 3), np.float32)
+        hits = backproject(neutral, self.head.faces, camera, detected)
+        model = self.fitter.embedding.points(self.head, neutral)
+        return np.nan_to_num(hits - model).astype(np.float32)
 
 
 def _reduce(rgb: np.ndarray) -> np.ndarray:
