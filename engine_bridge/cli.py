@@ -6,10 +6,10 @@ import argparse
 import logging
 import sys
 
-from . import demo
+from . import demo, export_cmd
 
 # Each module exposes add_parser(subparsers) -> sets `func` on its parser.
-COMMANDS = [demo]
+COMMANDS = [demo, export_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:

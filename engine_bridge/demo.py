@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from avatar_runtime.errors import AvatarError
 from avatar_runtime.faces.image import encode_png
+from avatar_runtime.mesh.export import export_avatar
 from avatar_runtime.motion.clips import builtin_clip
 from avatar_runtime.motion.frame import MotionFrame
 from avatar_runtime.render.camera import Camera
@@ -68,9 +69,9 @@ def run(args: argparse.Namespace) -> int:
     write_gif(out / "turntable.gif", turntable + turntable[::-1], 20)
     picks = [driven[int(i)] for i in np.linspace(0, len(driven) - 1, 8)] + turntable[::8][:4]
     cv2.imwrite(str(out / "contact_sheet.png"), cv2.cvtColor(contact_sheet(picks, 4), cv2.COLOR_RGB2BGR))
-    glb = export_glb(service, summary["id"], out / "avatar.glb")
+    export_avatar(service.avatar(summary["id"]), service.head, "glb", out / "avatar.glb")
     stage(f"done: {len(driven)} frames in {frames_dir}, preview.gif, turntable.gif, "
-          f"contact_sheet.png{', avatar.glb' if glb else ''} in {out}")
+          f"contact_sheet.png, avatar.glb in {out}")
     return 0
 
 
@@ -79,16 +80,6 @@ def sample_portrait() -> bytes:
     from skimage import data
 
     return encode_png(data.astronaut())
-
-
-def export_glb(service, avatar_id: str, path: Path) -> bool:
-    """Write the rigged mesh if the mesh exporter is installed."""
-    try:
-        from avatar_runtime.mesh.export import export_avatar
-    except ImportError:
-        return False
-    export_avatar(service.avatar(avatar_id), service.head, "glb", path)
-    return True
 
 
 def stage(message: str) -> None:

@@ -1,0 +1,62 @@
+"""`export_avatar`: an Avatar -> a .glb, .obj (+ .mtl + .png) or .ply file, written atomically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..avatar import Avatar
+from ..errors import InvalidArgument, Unimplemented
+from ..head.model import HeadModel
+from .files import write_atomically
+from .formats import obj_files, ply_bytes
+from .gltf import export_glb
+from .inputs import check_expression
+
+FORMATS = ("glb", "obj", "ply")
+MESH_TENSORS = ("identity", "texture")  # what a parametric-head avatar must carry
+
+
+def export_avatar(avatar: Avatar, head: HeadModel, format: str, out_path: Path | str,
+                  expression: np.ndarray | None = None) -> list[Path]:
+    """Write `avatar` as `format` to `out_path`; returns the paths written (main file first).
+
+    expression [52] ARKit weights (Live Link order): glb stores them as the default
+    morph weights (rest pose stays neutral), obj/ply bake them into the vertices.
+    Either every file appears complete or none does (temp files + rename).
+    """
+    out = _check_target(format, Path(out_path))
+    identity, texture = _mesh_tensors(avatar)
+    expression = check_expression(expression)
+    if format == "glb":
+        files = {out: export_glb(head, identity, texture, None, expression, name=avatar.name)}
+    elif format == "obj":
+        named = obj_files(head, head.shape(identity, expression), texture, out.stem)
+        files = {out.with_name(n): data for n, data in named.items()}  # .obj first
+    else:
+        files = {out: ply_bytes(head, head.shape(identity, expression), texture)}
+    write_atomically(files)
+    return list(files)
+
+
+def _check_target(format: str, out: Path) -> Path:
+    """The output path, after checking the format, its suffix and its directory."""
+    if format not in FORMATS:
+        raise InvalidArgument(f"unsupported export format {format!r}; allowed: {', '.join(FORMATS)}")
+    if out.suffix.lower() != f".{format}":
+        # OBJ's .mtl/.png are named after the .obj; a matching suffix keeps them distinct.
+        raise InvalidArgument(f"output file for format {format!r} must end in .{format}, got {out.name!r}")
+    if not out.parent.is_dir():
+        raise InvalidArgument(f"output directory {str(out.parent)!r} does not exist")
+    return out
+
+
+def _mesh_tensors(avatar: Avatar) -> tuple[np.ndarray, np.ndarray]:
+    """(identity [K], texture [T, T, 3]) of a parametric-head avatar."""
+    missing = [t for t in MESH_TENSORS if t not in avatar.tensors]
+    if missing:
+        raise Unimplemented(f"mesh export needs a parametric-head avatar (tensors "
+                            f"{', '.join(MESH_TENSORS)}); avatar {avatar.id!r} made by "
+                            f"{avatar.reconstructor!r} lacks {', '.join(missing)}")
+    return avatar.tensors["identity"], avatar.tensors["texture"]

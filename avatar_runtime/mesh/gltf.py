@@ -1,0 +1,179 @@
+"""glTF 2.0 binary (.glb) export: one skinned mesh, 52 ARKit morph targets, baked texture.
+
+Layout of the file (what engines and DCC tools rely on):
+- nodes: the 7-joint skeleton (`rig.KEPT_BONES`: root > neck > head > jaw > tongue, head >
+  eye.L / eye.R; translations relative to the parent, no rotations) plus one mesh node at
+  the scene root carrying the skin (the validator warns about skinned meshes elsewhere).
+- mesh: one primitive, vertices split at UV seams; POSITION (the avatar's neutral shape),
+  NORMAL, TEXCOORD_0, JOINTS_0 (uint16), WEIGHTS_0 (float); 52 morph targets in ARKit
+  (Live Link) order holding POSITION (+ NORMAL) deltas, named in `mesh.extras.targetNames`
+  with the ARKit names; `mesh.weights` = the baked-in expression (zeros by default).
+- material: PBR metallic-roughness, not metallic, base colour = the avatar texture (PNG).
+
+The runtime's world already is glTF's (metres, +Y up, face toward +Z): no axis conversion.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pygltflib as gl
+
+from ..faces.image import encode_png
+from ..head.model import HeadModel
+from ..motion.arkit import ARKIT_NAMES, NUM_ARKIT
+from .files import write_atomically
+from .geometry import SeamSplit, split_seams, vertex_normals
+from .inputs import check_expression, check_texture
+from .rig import ExportRig, build_rig
+
+GENERATOR = "avatar-runtime"
+ROUGHNESS = 0.6  # skin reads as a soft dielectric; engines' defaults (1.0) look chalky
+_COMPONENT = {np.dtype(np.float32): gl.FLOAT, np.dtype(np.uint16): gl.UNSIGNED_SHORT,
+              np.dtype(np.uint32): gl.UNSIGNED_INT}
+_TYPE = {1: gl.SCALAR, 2: gl.VEC2, 3: gl.VEC3, 4: gl.VEC4, 16: gl.MAT4}
+
+
+def export_glb(head: HeadModel, identity: np.ndarray, texture: np.ndarray,
+               path: Path | str | None = None, expression: np.ndarray | None = None,
+               name: str = "avatar", morph_normals: bool = True) -> bytes:
+    """The avatar as .glb bytes; also written atomically to `path` when one is given.
+
+    identity [K] float; texture [T, T, 3|4] uint8, row 0 at the top; expression [52]
+    ARKit weights (Live Link order) stored as the mesh's default morph weights, so the
+    file opens showing that expression while the rest pose stays neutral.
+    morph_normals=False drops the NORMAL deltas (about 40% smaller files).
+    """
+    expression = check_expression(expression)
+    texture = check_texture(texture)
+    rest = head.shape(identity, None)  # [V, 3]; expressions live in the morph targets
+    normals = vertex_normals(rest, head.faces)  # on the unsplit head: seams shade smoothly
+    split = split_seams(head.faces, head.face_uvs)
+    gltf = gl.GLTF2(asset=gl.Asset(generator=GENERATOR), scene=0)
+    blob = _Blob(gltf)
+    rig = build_rig(head, rest)
+    skin = _add_skeleton(gltf, blob, rig)
+    primitive = gl.Primitive(
+        attributes=_add_vertices(blob, rest, normals, split, rig),
+        indices=blob.accessor(_indices(split), target=gl.ELEMENT_ARRAY_BUFFER),
+        material=_add_material(gltf, blob, texture, name),
+        targets=_add_morph_targets(blob, head, rest, normals if morph_normals else None, split),
+    )
+    gltf.meshes.append(gl.Mesh(name=name, primitives=[primitive], weights=expression.tolist(),
+                               extras={"targetNames": list(ARKIT_NAMES)}))
+    gltf.nodes.append(gl.Node(name=name, mesh=0, skin=skin))
+    gltf.scenes.append(gl.Scene(name=name, nodes=[0, len(gltf.nodes) - 1]))  # root joint, mesh
+    data = blob.finish()
+    if path is not None:
+        write_atomically({Path(path): data})
+    return data
+
+
+class _Blob:
+    """The GLB's binary chunk: appends bufferViews and accessors to `gltf`, 4-byte aligned."""
+
+    def __init__(self, gltf: gl.GLTF2):
+        self.gltf = gltf
+        self.data = bytearray()
+
+    def view(self, payload: bytes, target: int | None = None) -> int:
+        """Append raw bytes as a new bufferView; returns its index."""
+        self.data += b"\0" * (-len(self.data) % 4)  # accessors need component alignment
+        self.gltf.bufferViews.append(gl.BufferView(buffer=0, byteOffset=len(self.data),
+                                                   byteLength=len(payload), target=target))
+        self.data += payload
+        return len(self.gltf.bufferViews) - 1
+
+    def accessor(self, array: np.ndarray, target: int | None = gl.ARRAY_BUFFER,
+                 bounds: bool = False) -> int:
+        """array [N] or [N, C] (float32 / uint16 / uint32) -> accessor index.
+
+        bounds=True records per-component min/max (required on POSITION accessors, morph
+        targets included); float32 values survive the JSON round trip exactly.
+        """
+        flat = array.reshape(len(array), -1)
+        accessor = gl.Accessor(bufferView=self.view(np.ascontiguousarray(array).tobytes(), target),
+                               componentType=_COMPONENT[array.dtype], count=len(array),
+                               type=_TYPE[flat.shape[1]] if array.ndim > 1 else gl.SCALAR)
+        if bounds:
+            accessor.min = flat.min(0).tolist()
+            accessor.max = flat.max(0).tolist()
+        self.gltf.accessors.append(accessor)
+        return len(self.gltf.accessors) - 1
+
+    def finish(self) -> bytes:
+        """Attach the chunk as buffer 0 and serialise the whole file."""
+        self.data += b"\0" * (-len(self.data) % 4)
+        self.gltf.buffers = [gl.Buffer(byteLength=len(self.data))]
+        self.gltf.set_binary_blob(bytes(self.data))
+        return b"".join(self.gltf.save_to_bytes())
+
+
+def _indices(split: SeamSplit) -> np.ndarray:
+    """[3F] triangle indices, uint16 when they fit (65535 is reserved for restarts)."""
+    dtype = np.uint16 if split.num_vertices < 65535 else np.uint32
+    return split.faces.reshape(-1).astype(dtype)
+
+
+def _add_vertices(blob: _Blob, rest: np.ndarray, normals: np.ndarray, split: SeamSplit,
+                  rig: ExportRig) -> gl.Attributes:
+    """Per split-vertex attributes from per-head-vertex rest [V, 3] and normals [V, 3]."""
+    m = split.vertex_map
+    uv = split.uvs.copy()
+    uv[:, 1] = 1.0 - uv[:, 1]  # OBJ v-up (origin bottom-left) -> glTF origin top-left
+    return gl.Attributes(
+        POSITION=blob.accessor(rest[m].astype(np.float32), bounds=True),
+        NORMAL=blob.accessor(normals[m]),
+        TEXCOORD_0=blob.accessor(uv.astype(np.float32)),
+        JOINTS_0=blob.accessor(rig.joints[m]),
+        WEIGHTS_0=blob.accessor(rig.weights[m]),
+    )
+
+
+def _add_morph_targets(blob: _Blob, head: HeadModel, rest: np.ndarray,
+                       rest_normals: np.ndarray | None, split: SeamSplit) -> list[gl.Attributes]:
+    """52 targets in ARKit order: POSITION deltas [N, 3] per unit weight, plus NORMAL
+    deltas when rest_normals [V, 3] is given.
+
+    The head model is linear, so a target's position delta is its expression basis
+    regardless of identity; normal deltas do depend on the identity's rest shape.
+    """
+    m = split.vertex_map
+    deltas = head.expression_basis[:, m].astype(np.float32)  # [52, N, 3]
+    if rest_normals is not None:
+        normal_deltas = (vertex_normals(rest + head.expression_basis, head.faces) - rest_normals)[:, m]
+    targets = []
+    for k in range(NUM_ARKIT):
+        target = gl.Attributes(POSITION=blob.accessor(deltas[k], bounds=True))
+        if rest_normals is not None:
+            target.NORMAL = blob.accessor(normal_deltas[k])
+        targets.append(target)
+    return targets
+
+
+def _add_skeleton(gltf: gl.GLTF2, blob: _Blob, rig: ExportRig) -> int:
+    """Joint nodes (indices 0..J-1, root first) and the skin; returns the skin index."""
+    translations = rig.local_translations()
+    for j, joint in enumerate(rig.names):
+        children = [c for c in range(len(rig.names)) if rig.parents[c] == j]
+        gltf.nodes.append(gl.Node(name=joint, translation=translations[j].tolist(),
+                                  children=children))
+    # glTF matrices are column-major: a row-major matrix's transpose has the same bytes.
+    ibm = np.ascontiguousarray(rig.inverse_bind_matrices().transpose(0, 2, 1)).reshape(-1, 16)
+    gltf.skins.append(gl.Skin(name="skeleton", joints=list(range(len(rig.names))), skeleton=0,
+                              inverseBindMatrices=blob.accessor(ibm, target=None)))
+    return len(gltf.skins) - 1
+
+
+def _add_material(gltf: gl.GLTF2, blob: _Blob, texture: np.ndarray, name: str) -> int:
+    """Embed the texture as PNG and add the PBR material using it; returns its index."""
+    gltf.images.append(gl.Image(name=f"{name}_texture", mimeType="image/png",
+                                bufferView=blob.view(encode_png(texture))))
+    gltf.samplers.append(gl.Sampler(magFilter=gl.LINEAR, minFilter=gl.LINEAR_MIPMAP_LINEAR,
+                                    wrapS=gl.CLAMP_TO_EDGE, wrapT=gl.CLAMP_TO_EDGE))
+    gltf.textures.append(gl.Texture(source=len(gltf.images) - 1, sampler=len(gltf.samplers) - 1))
+    pbr = gl.PbrMetallicRoughness(baseColorTexture=gl.TextureInfo(index=len(gltf.textures) - 1),
+                                  metallicFactor=0.0, roughnessFactor=ROUGHNESS)
+    gltf.materials.append(gl.Material(name=f"{name}_skin", pbrMetallicRoughness=pbr))
+    return len(gltf.materials) - 1
