@@ -19,6 +19,7 @@ from .faces.detector import FaceAnalyzer, shared_analyzer
 from .faces.image import decode_image
 from .head.model import HeadModel, load_head_model
 from .limits import Limits
+from .mesh.export import mesh_files
 from .motion.frame import MotionFrame
 from .motion.pose import quat_to_matrix
 from .motion.smoothing import MotionSmoother
@@ -123,6 +124,11 @@ class AvatarService:
         tensors = self.store.get(avatar_id).tensors
         return self.solver.solve_image(rgb, tensors["identity"], sequence, timecode,
                                        bias=tensors.get("landmark_bias"))
+
+    def export_mesh(self, avatar_id: str, format: str = "glb",
+                    expression: np.ndarray | None = None) -> dict[str, bytes]:
+        """The avatar's mesh as {file name: bytes} (glb/ply: one file; obj: + .mtl + .png)."""
+        return mesh_files(self.store.get(avatar_id), self.head, format, f"avatar-{avatar_id}", expression)
 
     # -- internals ---------------------------------------------------------------------
     def _renderer(self, avatar_id: str) -> MeshRenderer:

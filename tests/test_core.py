@@ -168,3 +168,15 @@ def test_drive_renders_every_frame_in_order(service, astronaut_id):
     assert [f.sequence for f, _ in out] == list(range(5))
     assert all(r.rgba.shape == (96, 96, 4) for _, r in out)
     assert not np.array_equal(out[0][1].rgba, out[-1][1].rgba)
+
+
+def test_service_exports_meshes_as_files(service, astronaut_id):
+    glb = service.export_mesh(astronaut_id, "glb")
+    assert list(glb) == [f"avatar-{astronaut_id}.glb"]
+    assert next(iter(glb.values()))[:4] == b"glTF"
+    obj = service.export_mesh(astronaut_id, "obj")
+    assert [name.rsplit(".", 1)[1] for name in obj] == ["obj", "mtl", "png"]
+    with pytest.raises(errors.InvalidArgument, match="allowed: glb, obj, ply"):
+        service.export_mesh(astronaut_id, "fbx")
+    with pytest.raises(errors.AvatarNotFound):
+        service.export_mesh("0123456789abcdef", "glb")

@@ -27,17 +27,24 @@ def export_avatar(avatar: Avatar, head: HeadModel, format: str, out_path: Path |
     Either every file appears complete or none does (temp files + rename).
     """
     out = _check_target(format, Path(out_path))
+    named = mesh_files(avatar, head, format, out.stem, expression)
+    files = {out.with_name(name): data for name, data in named.items()}  # main file first
+    write_atomically(files)
+    return list(files)
+
+
+def mesh_files(avatar: Avatar, head: HeadModel, format: str, stem: str,
+               expression: np.ndarray | None = None) -> dict[str, bytes]:
+    """{file name: bytes} of the export, main file first (obj adds its .mtl and .png)."""
+    if format not in FORMATS:
+        raise InvalidArgument(f"unsupported export format {format!r}; allowed: {', '.join(FORMATS)}")
     identity, texture = _mesh_tensors(avatar)
     expression = check_expression(expression)
     if format == "glb":
-        files = {out: export_glb(head, identity, texture, None, expression, name=avatar.name)}
-    elif format == "obj":
-        named = obj_files(head, head.shape(identity, expression), texture, out.stem)
-        files = {out.with_name(n): data for n, data in named.items()}  # .obj first
-    else:
-        files = {out: ply_bytes(head, head.shape(identity, expression), texture)}
-    write_atomically(files)
-    return list(files)
+        return {f"{stem}.glb": export_glb(head, identity, texture, None, expression, name=avatar.name)}
+    if format == "obj":
+        return obj_files(head, head.shape(identity, expression), texture, stem)
+    return {f"{stem}.ply": ply_bytes(head, head.shape(identity, expression), texture)}
 
 
 def _check_target(format: str, out: Path) -> Path:
