@@ -6,10 +6,10 @@ import argparse
 import logging
 import sys
 
-from . import demo, export_cmd
+from . import demo, export_cmd, serve
 
 # Each module exposes add_parser(subparsers) -> sets `func` on its parser.
-COMMANDS = [demo, export_cmd]
+COMMANDS = [demo, export_cmd, serve]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,173 @@
+"""Proto messages <-> runtime objects (Camera, MotionFrame, avatar summaries, rendered frames).
+
+Pure translation: validation of values is the runtime's (`MotionFrame.validate`,
+`AvatarService._check_camera`); this module only checks shapes it must know to build them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from avatar_runtime.errors import InvalidArgument, InvalidMotion
+from avatar_runtime.motion.frame import MotionFrame
+from avatar_runtime.render.camera import DEFAULT_FOV_DEG, Camera
+from avatar_runtime.render.mesh_renderer import RenderOutput
+
+from .generated import pb
+
+DEFAULT_SIZE = 512
+DEFAULT_JPEG_QUALITY = 90
+
+
+# -- camera ------------------------------------------------------------------------------
+def camera_from_proto(msg: pb.Camera | None) -> Camera:
+    """Proto camera -> Camera; unset fields take the portrait defaults (frontal orbit, 512^2)."""
+    width = int(msg.width) if msg is not None and msg.width else DEFAULT_SIZE
+    height = int(msg.height) if msg is not None and msg.height else DEFAULT_SIZE
+    fov = float(msg.fov_y_deg) if msg is not None and msg.fov_y_deg else DEFAULT_FOV_DEG
+    if msg is None or not len(msg.c2w):
+        return Camera.orbit(fov_y_deg=fov, width=width, height=height)
+    if len(msg.c2w) != 16:
+        raise InvalidArgument(f"camera.c2w must have 16 values (4x4 row-major), got {len(msg.c2w)}")
+    return Camera(np.asarray(msg.c2w, np.float64).reshape(4, 4), fov, width, height)
+
+
+def camera_to_proto(camera: Camera) -> pb.Camera:
+    return pb.Camera(c2w=np.asarray(camera.c2w, np.float64).ravel().tolist(),
+                     fov_y_deg=float(camera.fov_y_deg), width=int(camera.width),
+                     height=int(camera.height))
+
+
+# -- motion ------------------------------------------------------------------------------
+def motion_from_proto(msg: pb.MotionFrame | None) -> MotionFrame:
+    """Proto motion (weights form) -> MotionFrame; empty vectors take neutral values."""
+    if msg is None:
+        return MotionFrame.neutral()
+    source = msg.WhichOneof("source")
+    if source is not None:
+        raise InvalidMotion(f"this call takes motion as weights, not {source!r}; "
+                            "solve images with SolveMotion first")
+    kwargs = {"sequence": int(msg.sequence), "timecode": float(msg.timecode)}
+    if len(msg.head_rotation):
+        kwargs["head_rotation"] = list(msg.head_rotation)
+    if len(msg.head_translation):
+        kwargs["head_translation"] = list(msg.head_translation)
+    if len(msg.eye_gaze):
+        kwargs["eye_gaze"] = list(msg.eye_gaze)
+    arkit = list(msg.arkit) if len(msg.arkit) else np.zeros(52, np.float32)
+    return MotionFrame(arkit, **kwargs)
+
+
+def motion_to_proto(frame: MotionFrame) -> pb.MotionFrame:
+    msg = pb.MotionFrame(arkit=frame.arkit.tolist(), head_rotation=frame.head_rotation.tolist(),
+                         head_translation=frame.head_translation.tolist(),
+                         sequence=int(frame.sequence), timecode=float(frame.timecode))
+    if frame.eye_gaze is not None:
+        msg.eye_gaze.extend(frame.eye_gaze.tolist())
+    return msg
+
+
+# -- avatars -----------------------------------------------------------------------------
+def avatar_to_proto(summary: dict) -> pb.Avatar:
+    return pb.Avatar(id=summary["id"], name=summary.get("name", ""),
+                     reconstructor=summary.get("reconstructor", ""),
+                     created_at=float(summary.get("created_at", 0.0)),
+                     meta_json=json.dumps(summary.get("meta", {}), sort_keys=True))
+
+
+def avatar_from_proto(msg: pb.Avatar) -> dict:
+    """The same dict `AvatarService.get` returns."""
+    return {"id": msg.id, "name": msg.name, "reconstructor": msg.reconstructor,
+            "created_at": msg.created_at, "meta": json.loads(msg.meta_json or "{}")}
+
+
+# -- frames ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RenderOptions:
+    encoding: int = pb.ENCODING_RAW
+    depth: bool = False
+    normals: bool = False
+    jpeg_quality: int = DEFAULT_JPEG_QUALITY
+
+    @classmethod
+    def from_proto(cls, msg: pb.RenderOptions | None) -> "RenderOptions":
+        if msg is None:
+            return cls()
+        quality = int(msg.jpeg_quality) or DEFAULT_JPEG_QUALITY
+        if not 1 <= quality <= 100:
+            raise InvalidArgument(f"jpeg_quality must be 1..100, got {quality}")
+        return cls(int(msg.encoding), bool(msg.depth), bool(msg.normals), quality)
+
+
+def frame_to_proto(out: RenderOutput, options: RenderOptions, sequence: int = 0,
+                   timecode: float = 0.0, render_ms: float = 0.0) -> pb.Frame:
+    """RenderOutput -> wire Frame with the requested encoding and passes."""
+    t0 = time.perf_counter()
+    height, width = out.rgba.shape[:2]
+    frame = pb.Frame(sequence=sequence, timecode=timecode, width=width, height=height,
+                     encoding=options.encoding, render_ms=render_ms)
+    if options.encoding == pb.ENCODING_RAW:
+        frame.rgba = np.ascontiguousarray(out.rgba, np.uint8).tobytes()
+    elif options.encoding == pb.ENCODING_PNG:
+        frame.rgba = _imencode(".png", cv2.cvtColor(out.rgba, cv2.COLOR_RGBA2BGRA))
+    elif options.encoding == pb.ENCODING_JPEG:
+        params = [cv2.IMWRITE_JPEG_QUALITY, options.jpeg_quality]
+        frame.rgba = _imencode(".jpg", cv2.cvtColor(out.rgba, cv2.COLOR_RGBA2BGR), params)
+        frame.alpha = _imencode(".png", np.ascontiguousarray(out.rgba[..., 3]))
+    else:
+        raise InvalidArgument(f"unknown encoding {options.encoding}")
+    if options.depth:
+        frame.depth = np.ascontiguousarray(out.depth, "<f4").tobytes()
+    if options.normals:
+        frame.normals = np.ascontiguousarray(out.normals, "<f4").tobytes()
+    frame.encode_ms = (time.perf_counter() - t0) * 1e3
+    return frame
+
+
+def _imencode(ext: str, image: np.ndarray, params: list[int] | None = None) -> bytes:
+    ok, buf = cv2.imencode(ext, image, params or [])
+    if not ok:  # pragma: no cover - OpenCV fails only on unsupported arrays
+        raise InvalidArgument(f"could not encode the frame as {ext}")
+    return buf.tobytes()
+
+
+@dataclass
+class DecodedFrame:
+    """A frame as a client sees it: arrays decoded from the wire."""
+
+    sequence: int
+    timecode: float
+    rgba: np.ndarray                 # [H, W, 4] uint8
+    depth: np.ndarray | None = None  # [H, W] float32
+    normals: np.ndarray | None = None  # [H, W, 3] float32
+    render_ms: float = 0.0
+    encode_ms: float = 0.0
+
+
+def frame_from_proto(msg: pb.Frame) -> DecodedFrame:
+    """Wire Frame -> arrays (decodes PNG / JPEG + alpha)."""
+    h, w = int(msg.height), int(msg.width)
+    if msg.encoding == pb.ENCODING_RAW:
+        rgba = np.frombuffer(msg.rgba, np.uint8).reshape(h, w, 4)
+    elif msg.encoding == pb.ENCODING_PNG:
+        rgba = cv2.cvtColor(_imdecode(msg.rgba), cv2.COLOR_BGRA2RGBA)
+    else:
+        rgb = cv2.cvtColor(_imdecode(msg.rgba), cv2.COLOR_BGR2RGB)
+        alpha = _imdecode(msg.alpha) if msg.alpha else np.full((h, w), 255, np.uint8)
+        rgba = np.dstack([rgb, alpha.reshape(h, w)])
+    depth = np.frombuffer(msg.depth, "<f4").reshape(h, w) if msg.depth else None
+    normals = np.frombuffer(msg.normals, "<f4").reshape(h, w, 3) if msg.normals else None
+    return DecodedFrame(int(msg.sequence), float(msg.timecode), rgba, depth, normals,
+                        float(msg.render_ms), float(msg.encode_ms))
+
+
+def _imdecode(data: bytes) -> np.ndarray:
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ValueError("frame image bytes do not decode")
+    return image

@@ -1,0 +1,287 @@
+"""Request handling shared by both servers: proto request in -> `AvatarService` call -> proto out.
+
+The gRPC servicer and the ZMQ server differ only in how bytes reach these methods, so the two
+transports behave identically by construction. Errors are `AvatarError`s (the servers map
+`.code`); anything else is a bug and becomes INTERNAL with a logged request id.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+from avatar_runtime.errors import AvatarError, InvalidArgument, LimitExceeded, Unimplemented
+from avatar_runtime.motion.frame import MotionFrame
+from avatar_runtime.service import AvatarService, Smoothing
+
+from .config import BridgeLimits, DeadlineExceeded
+from .convert import (RenderOptions, avatar_to_proto, camera_from_proto, frame_to_proto,
+                      motion_from_proto, motion_to_proto)
+from .generated import pb
+
+log = logging.getLogger(__name__)
+MIME_TYPES = {"glb": "model/gltf-binary", "obj": "model/obj", "mtl": "model/mtl",
+              "png": "image/png", "ply": "application/ply"}
+DEFAULT_CHUNK_BYTES = 1024 * 1024
+
+
+def internal_error(exc: BaseException) -> AvatarError:
+    """Log an unexpected exception under a fresh request id; return the error to report."""
+    request_id = uuid.uuid4().hex[:12]
+    log.error("internal error (request %s)", request_id, exc_info=exc)
+    return AvatarError(f"internal error (request id {request_id}); see the server log")
+
+
+class SessionGate:
+    """Counts open drive sessions across transports; refuses past `limit`."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.active = 0
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        with self._lock:
+            if self.active >= self.limit:
+                raise LimitExceeded(f"too many drive sessions: {self.active} open "
+                                    f"(limit max_drive_sessions={self.limit})")
+            self.active += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.active -= 1
+
+
+@dataclass
+class _ImageMotion:
+    """A frame whose motion is solved from an image, after latest-wins picked it."""
+
+    image: bytes
+    sequence: int
+    timecode: float
+
+
+class DriveInbox:
+    """Mailbox from the receiving side to the render loop (latest-wins).
+
+    `put` replaces the pending frame (counting it as dropped), so memory stays at two frames
+    however fast the client sends. When a render finishes, `commit` fixes the newest frame
+    that arrived meanwhile as the next one to render, so a frame sent in reply to a
+    delivered one (pipelined clients) never displaces it. `end` lets the loop finish what is
+    pending; `cancel` (client gone) stops it now; `fail` stops it with an error.
+    """
+
+    def __init__(self, idle_timeout_s: float = 60.0):
+        self.idle_timeout_s = idle_timeout_s
+        self.received = 0
+        self.dropped = 0
+        self._pending: MotionFrame | _ImageMotion | None = None
+        self._next: MotionFrame | _ImageMotion | None = None
+        self._rendering = False
+        self._ended = self._cancelled = False
+        self._error: AvatarError | None = None
+        self._cond = threading.Condition()
+
+    def put(self, msg: pb.MotionFrame) -> None:
+        """Validate one wire frame and make it the pending one (raises InvalidArgument)."""
+        if msg.WhichOneof("source") == "image":
+            item: MotionFrame | _ImageMotion = _ImageMotion(msg.image, int(msg.sequence),
+                                                            float(msg.timecode))
+        elif msg.WhichOneof("source") is not None:
+            raise Unimplemented(f"drive frames with a {msg.WhichOneof('source')!r} source are not "
+                                "supported yet; send ARKit weights or an image")
+        else:
+            item = motion_from_proto(msg)
+        with self._cond:
+            if self._ended:
+                raise InvalidArgument("frame after the end of the drive stream")
+            self.received += 1
+            if not self._rendering and self._next is None:
+                self._next = item  # the renderer is free: this one is next, whatever follows
+                self._cond.notify()
+                return
+            if self._pending is not None:
+                self.dropped += 1
+            self._pending = item
+            self._cond.notify()
+
+    def commit(self) -> None:
+        """The renderer is free: the pending frame becomes the next one (no longer replaceable)."""
+        with self._cond:
+            self._rendering = False
+            if self._next is None and self._pending is not None:
+                self._next, self._pending = self._pending, None
+
+    def end(self) -> None:
+        with self._cond:
+            self._ended = True
+            self._cond.notify()
+
+    def cancel(self) -> None:
+        with self._cond:
+            self._ended = self._cancelled = True
+            self._cond.notify()
+
+    def fail(self, error: AvatarError) -> None:
+        with self._cond:
+            self._error, self._ended = error, True
+            self._cond.notify()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def take(self) -> MotionFrame | _ImageMotion | None:
+        """The newest frame, waiting for one; None once ended (or cancelled) and drained."""
+        deadline = time.monotonic() + self.idle_timeout_s
+        with self._cond:
+            while True:
+                if self._error is not None:
+                    raise self._error
+                if self._cancelled:
+                    return None
+                if self._next is not None:
+                    item, self._next = self._next, None
+                    self._rendering = True
+                    return item
+                if self._pending is not None:
+                    item, self._pending = self._pending, None
+                    self._rendering = True
+                    return item
+                if self._ended:
+                    return None
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise DeadlineExceeded(f"drive session idle for {self.idle_timeout_s:g} s "
+                                           "(no frames and no end); closed")
+                self._cond.wait(left)
+
+
+class RuntimeHandlers:
+    """The servicer logic both transports call; holds the service and the session gate."""
+
+    def __init__(self, service: AvatarService, limits: BridgeLimits = BridgeLimits()):
+        self.service = service
+        self.limits = limits
+        self.sessions = SessionGate(limits.max_drive_sessions)
+
+    # -- avatars -----------------------------------------------------------------------
+    def create_avatar(self, req: pb.CreateAvatarRequest) -> Iterator[pb.CreateAvatarEvent]:
+        """Runs `service.create` on a worker thread; yields its progress, then the avatar."""
+        events: queue.Queue = queue.Queue()
+
+        def progress(stage: str, fraction: float) -> None:
+            events.put(pb.CreateAvatarEvent(progress=pb.Progress(stage=stage, fraction=fraction)))
+
+        def work() -> None:
+            try:
+                summary = self.service.create(req.image, req.name, req.reconstructor or "fit", progress)
+                events.put(pb.CreateAvatarEvent(avatar=avatar_to_proto(summary)))
+            except BaseException as exc:  # handed to the caller's thread below
+                events.put(exc)
+
+        threading.Thread(target=work, name="create-avatar", daemon=True).start()
+        while True:
+            event = events.get()
+            if isinstance(event, BaseException):
+                raise event
+            yield event
+            if event.HasField("avatar"):
+                return
+
+    def get_avatar(self, req: pb.GetAvatarRequest) -> pb.Avatar:
+        return avatar_to_proto(self.service.get(req.avatar_id))
+
+    def list_avatars(self, req: pb.ListAvatarsRequest) -> pb.ListAvatarsResponse:
+        return pb.ListAvatarsResponse(avatars=[avatar_to_proto(s) for s in self.service.list()])
+
+    def delete_avatar(self, req: pb.DeleteAvatarRequest) -> pb.DeleteAvatarResponse:
+        self.service.delete(req.avatar_id)
+        return pb.DeleteAvatarResponse()
+
+    # -- frames ------------------------------------------------------------------------
+    def render_frame(self, req: pb.RenderFrameRequest) -> pb.Frame:
+        motion = motion_from_proto(req.motion if req.HasField("motion") else None)
+        camera = camera_from_proto(req.camera if req.HasField("camera") else None)
+        options = RenderOptions.from_proto(req.options if req.HasField("options") else None)
+        t0 = time.perf_counter()
+        out = self.service.render(req.avatar_id, motion, camera)
+        return frame_to_proto(out, options, motion.sequence, motion.timecode,
+                              (time.perf_counter() - t0) * 1e3)
+
+    def solve_motion(self, req: pb.SolveMotionRequest) -> pb.MotionFrame:
+        frame = self.service.solve_motion(req.image, req.avatar_id or None, int(req.sequence),
+                                          float(req.timecode))
+        return motion_to_proto(frame)
+
+    def export_mesh(self, req: pb.ExportMeshRequest) -> Iterator[pb.MeshChunk]:
+        """The avatar's mesh files, each streamed in chunks (expression from `req.motion`)."""
+        motion = motion_from_proto(req.motion if req.HasField("motion") else None)
+        files = self.service.export_mesh(req.avatar_id, req.format or "glb", motion.arkit)
+        size = int(req.chunk_bytes) or DEFAULT_CHUNK_BYTES
+        size = min(size, max(1024, self.limits.max_message_bytes - 1024))
+        for name, data in files.items():
+            mime = MIME_TYPES.get(name.rsplit(".", 1)[-1], "application/octet-stream")
+            for offset in range(0, max(len(data), 1), size):
+                yield pb.MeshChunk(data=data[offset:offset + size], offset=offset,
+                                   total_bytes=len(data), mime_type=mime, file_name=name)
+
+    # -- drive -------------------------------------------------------------------------
+    def drive(self, header: pb.DriveHeader, inbox: DriveInbox) -> Iterator[pb.DriveResponse]:
+        """Header -> DriveStarted, then one Frame per rendered motion, then DriveStatus.
+
+        The caller feeds `inbox` from its receiving side (another thread, or the ZMQ loop).
+        """
+        camera = camera_from_proto(header.camera if header.HasField("camera") else None)
+        options = RenderOptions.from_proto(header.options if header.HasField("options") else None)
+        smoothing = _smoothing(header.smoothing) if header.HasField("smoothing") else Smoothing()
+        self.service.get(header.avatar_id)  # NOT_FOUND before anything else
+        with self.sessions.slot():
+            started = time.perf_counter()
+            yield pb.DriveResponse(header=pb.DriveStarted(
+                session_id=uuid.uuid4().hex[:12], avatar_id=header.avatar_id, width=camera.width,
+                height=camera.height, encoding=options.encoding, max_fps=self.limits.max_fps))
+            clock = [0.0]
+            rendered = 0
+            motions = self._paced(inbox, header.avatar_id, clock)
+            for frame, out in self.service.drive(header.avatar_id, motions, camera, smoothing):
+                render_ms = (time.perf_counter() - clock[0]) * 1e3
+                inbox.commit()
+                rendered += 1
+                yield pb.DriveResponse(frame=frame_to_proto(out, options, frame.sequence,
+                                                            frame.timecode, render_ms))
+            yield pb.DriveResponse(status=pb.DriveStatus(
+                frames_received=inbox.received, frames_rendered=rendered,
+                frames_dropped=inbox.received - rendered, elapsed_s=time.perf_counter() - started))
+
+    def _paced(self, inbox: DriveInbox, avatar_id: str, clock: list) -> Iterator[MotionFrame]:
+        """Latest frames from `inbox`, at most `max_fps` a second; image frames solved here."""
+        interval = 1.0 / self.limits.max_fps if self.limits.max_fps > 0 else 0.0
+        next_start = 0.0
+        while True:
+            if interval:
+                wait = next_start - time.perf_counter()
+                if wait > 0:
+                    time.sleep(wait)
+            item = inbox.take()
+            if item is None:
+                return
+            clock[0] = time.perf_counter()
+            next_start = clock[0] + interval
+            if isinstance(item, _ImageMotion):
+                item = self.service.solve_motion(item.image, avatar_id, item.sequence, item.timecode)
+            yield item
+
+
+def _smoothing(msg: pb.Smoothing) -> Smoothing:
+    default = Smoothing()
+    return Smoothing(bool(msg.enabled), float(msg.min_cutoff) or default.min_cutoff,
+                     float(msg.beta) or default.beta)
