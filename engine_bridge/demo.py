@@ -1,4 +1,5 @@
-"""`avatar-runtime demo`: photo -> avatar -> driven frames, preview, turntable, contact sheet."""
+"""`avatar-runtime demo`: start the runtime, then as its client: photo -> avatar -> driven
+frames, preview, turntable, contact sheet and the rigged .glb."""
 
 from __future__ import annotations
 
@@ -11,9 +12,7 @@ import imageio.v3 as iio
 import numpy as np
 from tqdm import tqdm
 
-from avatar_runtime.errors import AvatarError
 from avatar_runtime.faces.image import encode_png
-from avatar_runtime.mesh.export import export_avatar
 from avatar_runtime.motion.clips import builtin_clip
 from avatar_runtime.motion.frame import MotionFrame
 from avatar_runtime.render.camera import Camera
@@ -32,45 +31,61 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Start the runtime (ZeroMQ on a free loopback port), then do everything as a client."""
     from avatar_runtime.service import AvatarService
 
+    from .client import BridgeError, connect
+    from .zmq_server import create_server
+
     out: Path = args.out
-    frames_dir = out / "frames"
-    frames_dir.mkdir(parents=True, exist_ok=True)
+    (out / "frames").mkdir(parents=True, exist_ok=True)
     stage("starting the runtime")
     service = AvatarService(args.data_dir or out / "store")
+    service.warm_up()
+    server, endpoint = create_server(service, "tcp://127.0.0.1:0")
+    server.start()
+    stage(f"runtime listening on {endpoint}")
+    try:
+        with connect(endpoint) as client:
+            return _session(client, args, out)
+    except BridgeError as err:
+        print(f"error ({err.code}): {err.message}")
+        return 2
+    finally:
+        server.stop(2.0)
+
+
+def _session(client, args: argparse.Namespace, out: Path) -> int:
     image = args.image.read_bytes() if args.image else sample_portrait()
     stage("creating the avatar")
     started = time.perf_counter()
-    try:
-        bar = tqdm(total=100, desc="create", unit="%", leave=False)
-        summary = service.create(image, name="demo", progress=lambda s, f: _advance(bar, s, f))
-        bar.close()
-    except AvatarError as err:
-        print(f"error ({err.code}): {err.message}")
-        return 2
+    with tqdm(total=100, desc="create", unit="%", leave=False) as bar:
+        summary = client.create_avatar(image, name="demo", progress=lambda s, f: _advance(bar, s, f))
     stage(f"avatar {summary['id']} in {time.perf_counter() - started:.2f} s "
           f"(landmark error {summary['meta'].get('landmark_error_px_median', float('nan')):.2f} px)")
-    camera = Camera.orbit(width=args.size, height=args.size)
 
     clip = builtin_clip(args.clip)
+    camera = Camera.orbit(width=args.size, height=args.size)
     driven = []
-    for i, (frame, render) in enumerate(tqdm(service.drive(summary["id"], clip, camera),
-                                             total=len(clip), desc="drive", unit="frame")):
-        write_rgba(frames_dir / f"frame_{i:04d}.png", render.rgba)
-        driven.append(render.rgba)
-    turntable = [service.render(summary["id"], MotionFrame.neutral(), Camera.orbit(
-        yaw, 0, width=args.size, height=args.size)).rgba
+    started = time.perf_counter()
+    for i, frame in enumerate(tqdm(client.drive(summary["id"], clip, camera, window=2),
+                                   total=len(clip), desc="drive", unit="frame")):
+        write_rgba(out / "frames" / f"frame_{i:04d}.png", frame.rgba)
+        driven.append(frame.rgba)
+    stage(f"drove {len(driven)} frames at {len(driven) / (time.perf_counter() - started):.1f} fps "
+          f"(through ZeroMQ, PNG writing included)")
+    turntable = [client.render_frame(summary["id"], MotionFrame.neutral(), Camera.orbit(
+        yaw, 0, width=args.size, height=args.size))
         for yaw in tqdm(np.linspace(-40, 40, 33), desc="turntable", unit="view")]
 
-    stage("writing preview, turntable and contact sheet")
+    stage("writing preview, turntable, contact sheet and mesh")
     fps = 1.0 / (clip[1].timecode - clip[0].timecode) if len(clip) > 1 else 30.0
     write_gif(out / "preview.gif", driven, fps)
     write_gif(out / "turntable.gif", turntable + turntable[::-1], 20)
     picks = [driven[int(i)] for i in np.linspace(0, len(driven) - 1, 8)] + turntable[::8][:4]
     cv2.imwrite(str(out / "contact_sheet.png"), cv2.cvtColor(contact_sheet(picks, 4), cv2.COLOR_RGB2BGR))
-    export_avatar(service.avatar(summary["id"]), service.head, "glb", out / "avatar.glb")
-    stage(f"done: {len(driven)} frames in {frames_dir}, preview.gif, turntable.gif, "
+    (out / "avatar.glb").write_bytes(client.export_mesh(summary["id"]))
+    stage(f"done: {len(driven)} frames in {out / 'frames'}, preview.gif, turntable.gif, "
           f"contact_sheet.png, avatar.glb in {out}")
     return 0
 

@@ -93,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
     limits = BridgeLimits(max_message_bytes=args.max_message_bytes,
                           max_drive_sessions=args.max_drive_sessions, max_fps=args.max_fps)
     service = AvatarService(args.data_dir, Limits(max_avatars=args.max_avatars))
+    service.warm_up()
     handlers = RuntimeHandlers(service, limits)
     servers, bound = [], []
     try:
