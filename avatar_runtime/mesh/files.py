@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
+
+from ..durable import unlink_quietly, write_temp
 
 
 def write_atomically(files: dict[Path, bytes]) -> None:
@@ -20,35 +21,12 @@ def write_atomically(files: dict[Path, bytes]) -> None:
     placed: list[Path] = []
     try:
         for path, data in files.items():
-            temps[Path(path)] = _write_temp(Path(path), data)
+            temps[Path(path)] = write_temp(Path(path).parent, f".{Path(path).name}.", ".tmp", data)
         for path in list(temps)[1:] + list(temps)[:1]:
             os.replace(temps[path], path)
             del temps[path]
             placed.append(path)
     except BaseException:
         for leftover in [*temps.values(), *placed]:
-            _unlink_quietly(leftover)
+            unlink_quietly(leftover)
         raise
-
-
-def _write_temp(path: Path, data: bytes) -> Path:
-    """`data` in a new fsynced hidden temp file next to `path`; returns the temp's path."""
-    name = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-    # os.open with 0o666 honours the umask (mkstemp's 0o600 would leak into the result).
-    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        _unlink_quietly(name)
-        raise
-    return name
-
-
-def _unlink_quietly(path: Path) -> None:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass

@@ -27,7 +27,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -39,6 +38,7 @@ import safetensors.numpy
 from safetensors import SafetensorError
 
 from avatar_runtime.avatar import Avatar
+from avatar_runtime.durable import fsync_dir, unlink_quietly, write_temp
 from avatar_runtime.errors import AvatarNotFound, InternalError, InvalidArgument, LimitExceeded
 
 logger = logging.getLogger(__name__)
@@ -225,42 +225,10 @@ def _detached(avatar: Avatar) -> Avatar:
 # --- file-system helpers ---------------------------------------------------------------
 
 
-def _fsync_dir(path: Path) -> None:
-    """Make renames/creations/unlinks in `path` durable (a file fsync does not cover them)."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_temp(directory: Path, avatar_id: str, suffix: str, data: bytes) -> Path:
-    """Write `data` to a new fsynced temp file `.<id>.<random><suffix>.tmp` in `directory`.
-
-    Same directory as the destination so the later os.replace is an atomic rename; the
-    id in the name lets recovery tell which avatar an orphaned temp belonged to.
-    """
-    fd, name = tempfile.mkstemp(dir=directory, prefix=f".{avatar_id}.", suffix=suffix + _TEMP)
-    path = Path(name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        _unlink_quietly(path)
-        raise
-    return path
-
-
-def _unlink_quietly(path: Path) -> None:
-    """Remove `path` if it exists; cleanup must not mask the error that triggered it."""
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        logger.warning("could not remove %s: %s", path, exc)
+    """Fsynced temp file `.<id>.<random><suffix>.tmp`: the id in the name lets recovery
+    tell which avatar an orphaned temp belonged to."""
+    return write_temp(directory, f".{avatar_id}.", suffix + _TEMP, data)
 
 
 def _temp_owner(name: str) -> str | None:
@@ -300,7 +268,7 @@ class AvatarStore:
         self._index: dict[str, _Entry] = {}
         self._cache: OrderedDict[str, Avatar] = OrderedDict()
         self._dir.mkdir(parents=True, exist_ok=True)
-        _fsync_dir(self.root)  # a freshly created avatars/ must outlive a power cut too
+        fsync_dir(self.root)  # a freshly created avatars/ must outlive a power cut too
         self._recover()
 
     # --- public API ----------------------------------------------------------------
@@ -365,10 +333,10 @@ class AvatarStore:
                 # Manifest first: its removal is the commit point. A crash before the
                 # tensors go leaves an orphan, which the next open removes.
                 self._manifest_path(avatar_id).unlink()
-                _fsync_dir(self._dir)
+                fsync_dir(self._dir)
             except OSError as exc:
                 raise InternalError(f"could not delete avatar {avatar_id!r}: {exc}") from exc
-            _unlink_quietly(self._tensors_path(avatar_id))
+            unlink_quietly(self._tensors_path(avatar_id))
             self._index.pop(avatar_id)
             self._cache.pop(avatar_id, None)
 
@@ -426,9 +394,9 @@ class AvatarStore:
         """
         os.replace(tmp_tensors, self._tensors_path(entry.id))
         try:
-            _fsync_dir(self._dir)
+            fsync_dir(self._dir)
             os.replace(tmp_manifest, self._manifest_path(entry.id))
-            _fsync_dir(self._dir)
+            fsync_dir(self._dir)
         except BaseException:
             # The old manifest may now describe the new tensors: stop serving this id
             # until a reopen repairs it from the temp manifest.
@@ -448,9 +416,9 @@ class AvatarStore:
         """
         tensors_published = tmp_tensors is not None and not tmp_tensors.exists()
         if tmp_tensors is not None:
-            _unlink_quietly(tmp_tensors)
+            unlink_quietly(tmp_tensors)
         if tmp_manifest is not None and not tensors_published:
-            _unlink_quietly(tmp_manifest)
+            unlink_quietly(tmp_manifest)
 
     def _remember(self, avatar: Avatar) -> None:
         """Add a loaded avatar to the LRU cache, evicting the least recent. Lock held."""
@@ -482,7 +450,7 @@ class AvatarStore:
         temps = [n for n in names if n.endswith(_TEMP)]
         self._roll_forward(n for n in temps if n.endswith(_MANIFEST + _TEMP))
         for name in temps:
-            _unlink_quietly(self._dir / name)
+            unlink_quietly(self._dir / name)
         names = set(os.listdir(self._dir))
         for name in sorted(names):
             stem, suffix = os.path.splitext(name)
@@ -492,8 +460,8 @@ class AvatarStore:
                 # Tensors without a manifest: a put that crashed before its commit
                 # point, or a delete that crashed after it. Either way, not an avatar.
                 logger.info("removing uncommitted tensors file %s", name)
-                _unlink_quietly(self._dir / name)
-        _fsync_dir(self._dir)
+                unlink_quietly(self._dir / name)
+        fsync_dir(self._dir)
 
     def _roll_forward(self, temp_manifests) -> None:
         """Finish puts that crashed between renaming the tensors and the manifest.
@@ -548,6 +516,6 @@ class AvatarStore:
             for path in (self._tensors_path(avatar_id), self._manifest_path(avatar_id)):
                 if path.exists():
                     os.replace(path, self._quarantine_dir / f"{avatar_id}.{stamp}{path.suffix}")
-            _fsync_dir(self._dir)
+            fsync_dir(self._dir)
         except OSError as exc:
             logger.warning("could not quarantine avatar %s: %s", avatar_id, exc)
