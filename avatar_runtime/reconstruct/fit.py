@@ -158,7 +158,11 @@ class LandmarkFitter:
         target = np.concatenate(rhs + [np.zeros(n_id + n_ex)])
         lower = np.concatenate([self.id_bounds[0][:n_id], np.zeros(n_ex)])
         upper = np.concatenate([self.id_bounds[1][:n_id], np.ones(n_ex)])
-        solution = lsq_linear(design, target, bounds=(lower, upper), method="bvls").x
+        # Same minimiser, smaller problem: ||A x - b||^2 = ||R x - R^-T A^T b||^2 + const with
+        # A^T A = R^T R, so the bounded solver works on a square K x K system, not (2L + K) x K.
+        chol = np.linalg.cholesky(design.T @ design).T
+        reduced = np.linalg.solve(chol.T, design.T @ target)
+        solution = lsq_linear(chol, reduced, bounds=(lower, upper), method="bvls").x
         if fixed_identity:
             return ident, solution
         return solution[:n_id], solution[n_id:]
