@@ -180,3 +180,19 @@ def test_service_exports_meshes_as_files(service, astronaut_id):
         service.export_mesh(astronaut_id, "fbx")
     with pytest.raises(errors.AvatarNotFound):
         service.export_mesh("0123456789abcdef", "glb")
+
+
+def test_the_largest_of_several_faces_is_used(service):
+    """The photo beside an enlarged crop of its own face: two faces, the crop's is larger."""
+    import cv2
+
+    photo = data.astronaut()
+    crop = cv2.resize(photo[40:260, 120:340], (286, 286), interpolation=cv2.INTER_CUBIC)
+    canvas = np.full((512, 512 + 286, 3), 200, np.uint8)
+    canvas[:, :512], canvas[100:386, 512:] = photo, crop
+    chosen = service.analyzer.landmarks(canvas)
+    assert chosen.num_faces == 2 and chosen.box[0] > 512
+    summary = service.create(encode_png(canvas), name="two faces")
+    assert summary["meta"]["faces_found"] == 2
+    assert summary["meta"]["landmark_error_px_median"] < 1.5
+    service.delete(summary["id"])

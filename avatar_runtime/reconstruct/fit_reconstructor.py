@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Callable
 
@@ -18,6 +19,7 @@ from ..render.picking import backproject
 from .fit import LandmarkFitter, photo_camera
 from .texture import bake_texture, texel_map
 
+log = logging.getLogger(__name__)
 Progress = Callable[[str, float], None]
 PHOTO_FOV_DEG = 12.0  # assumed: landmarks fix pose and shape; the FOV only sets how far away
 WORK_SIDE = 1024      # photos are reduced to this many pixels per side before fitting
@@ -41,6 +43,9 @@ class FitReconstructor:
         h, w = rgb.shape[:2]
         progress("landmarks", 0.1)
         face = self.analyzer.landmarks(rgb)
+        if face.num_faces > 1:
+            log.info("%d faces found; using the largest (box %s)", face.num_faces,
+                     tuple(round(v) for v in face.box))
         matte = self.analyzer.matte(rgb)
         progress("fit", 0.3)
         camera = photo_camera(w, h, PHOTO_FOV_DEG)
