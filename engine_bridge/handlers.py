@@ -14,7 +14,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 from avatar_runtime.errors import AvatarError, InvalidArgument, LimitExceeded, Unimplemented
 from avatar_runtime.motion.frame import MotionFrame
@@ -23,6 +23,8 @@ from avatar_runtime.service import AvatarService, Smoothing
 from .config import BridgeLimits, DeadlineExceeded
 from .convert import (RenderOptions, avatar_to_proto, camera_from_proto, frame_to_proto,
                       motion_from_proto, motion_to_proto)
+
+FrameTap = Callable[[str, MotionFrame], None]
 from .generated import pb
 
 log = logging.getLogger(__name__)
@@ -172,6 +174,9 @@ class RuntimeHandlers:
         self.service = service
         self.limits = limits
         self.sessions = SessionGate(limits.max_drive_sessions)
+        self._frame_taps: list[FrameTap] = []
+        self._feeds: dict[int, tuple[str, DriveInbox]] = {}
+        self._feeds_lock = threading.Lock()
 
     # -- avatars -----------------------------------------------------------------------
     def create_avatar(self, req: pb.CreateAvatarRequest) -> Iterator[pb.CreateAvatarEvent]:
@@ -244,7 +249,7 @@ class RuntimeHandlers:
         options = RenderOptions.from_proto(header.options if header.HasField("options") else None)
         smoothing = _smoothing(header.smoothing) if header.HasField("smoothing") else Smoothing()
         self.service.get(header.avatar_id)  # NOT_FOUND before anything else
-        with self.sessions.slot():
+        with self.sessions.slot(), self._fed(header.avatar_id, inbox):
             started = time.perf_counter()
             yield pb.DriveResponse(header=pb.DriveStarted(
                 session_id=uuid.uuid4().hex[:12], avatar_id=header.avatar_id, width=camera.width,
@@ -256,6 +261,7 @@ class RuntimeHandlers:
                 render_ms = (time.perf_counter() - clock[0]) * 1e3
                 inbox.commit()
                 rendered += 1
+                self._tap(header.avatar_id, frame)
                 yield pb.DriveResponse(frame=frame_to_proto(out, options, frame.sequence,
                                                             frame.timecode, render_ms))
             yield pb.DriveResponse(status=pb.DriveStatus(
@@ -279,6 +285,42 @@ class RuntimeHandlers:
             if isinstance(item, _ImageMotion):
                 item = self.service.solve_motion(item.image, avatar_id, item.sequence, item.timecode)
             yield item
+
+    # -- motion from elsewhere, motion to elsewhere (engine_bridge/livelink.py) ----------------
+    def add_frame_tap(self, tap: FrameTap) -> None:
+        """`tap(avatar_id, motion)` is called with the motion of every frame a drive session renders."""
+        self._frame_taps.append(tap)
+
+    def feed_motion(self, avatar_id: str, frame: MotionFrame) -> int:
+        """Put `frame` into every open drive session on `avatar_id` (latest-wins, like a client
+        frame); returns how many sessions took it."""
+        with self._feeds_lock:
+            inboxes = [inbox for avatar, inbox in self._feeds.values() if avatar == avatar_id]
+        taken = 0
+        for inbox in inboxes:
+            try:
+                inbox.put(motion_to_proto(frame))
+                taken += 1
+            except AvatarError:
+                pass  # that session is ending
+        return taken
+
+    @contextmanager
+    def _fed(self, avatar_id: str, inbox: DriveInbox) -> Iterator[None]:
+        with self._feeds_lock:
+            self._feeds[id(inbox)] = (avatar_id, inbox)
+        try:
+            yield
+        finally:
+            with self._feeds_lock:
+                self._feeds.pop(id(inbox), None)
+
+    def _tap(self, avatar_id: str, frame: MotionFrame) -> None:
+        for tap in self._frame_taps:
+            try:
+                tap(avatar_id, frame)
+            except Exception:  # noqa: BLE001 - an output's failure must not stop the session
+                log.exception("frame tap failed")
 
 
 def _smoothing(msg: pb.Smoothing) -> Smoothing:

@@ -18,6 +18,7 @@ import sys
 import threading
 from pathlib import Path
 
+from . import livelink
 from .config import DEFAULT_MAX_MESSAGE_BYTES, BridgeLimits, Security, require_token_off_loopback
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ def add_parser(subparsers) -> None:
     sec.add_argument("--tls-key", type=Path, help="PEM private key for --tls-cert")
     sec.add_argument("--curve-secret-key", metavar="KEY_OR_FILE",
                      help="Z85 CURVE secret key (or a file holding it): encrypt ZeroMQ")
+    livelink.add_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -107,6 +109,9 @@ def run(args: argparse.Namespace) -> int:
             zserver.start()
             servers.append(zserver.stop)
             bound.append(f"zmq={endpoint}")
+        livelink_stops, livelink_bound = livelink.start(handlers, args)
+        servers.extend(livelink_stops)
+        bound.extend(livelink_bound)
     except Exception as exc:  # noqa: BLE001 - bind failures: say which and exit
         print(f"avatar-runtime serve: cannot listen: {exc}", file=sys.stderr)
         for stop_server in servers:

@@ -9,6 +9,13 @@ command -v "$PY" >/dev/null || PY=python3
 need=()
 dpkg -s libusb-1.0-0 >/dev/null 2>&1 || need+=(libusb-1.0-0)
 command -v npm >/dev/null || need+=(nodejs npm)
+# The Unreal plugin's C++ core (tests/test_unreal_core.py): CMake, a compiler, ZeroMQ + msgpack.
+command -v cmake >/dev/null || need+=(cmake)
+command -v g++ >/dev/null || need+=(g++)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+for pkg in libzmq3-dev cppzmq-dev libmsgpack-cxx-dev; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "[setup] apt-get install ${need[*]}"

@@ -1,0 +1,114 @@
+#include "AvatarBridgeCore/RuntimeClient.h"
+
+#include <mutex>
+
+#include "DriveSessionImpl.h"
+#include "Sockets.h"
+#include "Wire.h"
+
+namespace avatar_bridge {
+
+struct RuntimeClient::Impl {
+    ClientOptions options;
+    sockets::Context context = std::make_shared<zmq::context_t>(1);
+    std::mutex mutex;  // one call at a time on `socket`
+    std::unique_ptr<zmq::socket_t> socket;
+
+    // Sends `request` and returns the final reply (error replies become a Status). A call that
+    // times out resets the socket, so late replies and queued requests are discarded.
+    Result<wire::Reply> Call(const wire::Bytes& request, int64_t request_id,
+                             std::chrono::milliseconds timeout) {
+        std::lock_guard<std::mutex> lock(mutex);
+        try {
+            if (!socket) socket = sockets::Dealer(*context, options.endpoint);
+            if (!sockets::SendWithin(*socket, request, timeout)) {
+                socket.reset();
+                return Status(ErrorCode::Unavailable, "avatar-runtime is not reachable at " +
+                                                          options.endpoint);
+            }
+            const auto deadline = sockets::Clock::now() + timeout;
+            while (true) {
+                const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    deadline - sockets::Clock::now());
+                auto message = left.count() > 0 ? sockets::Receive(*socket, left) : std::nullopt;
+                if (!message) {
+                    socket.reset();
+                    return Status(ErrorCode::DeadlineExceeded,
+                                  "no reply from avatar-runtime within " +
+                                      std::to_string(timeout.count()) + " ms");
+                }
+                Result<wire::Reply> reply = wire::ParseReply(message->data(), message->size());
+                if (!reply.ok()) return reply.status();
+                if (reply->request_id != request_id) continue;  // a late reply to an old call
+                if (!reply->error.ok()) return reply->error;
+                if (reply->last) return reply;
+            }
+        } catch (const std::exception& e) {
+            socket.reset();
+            return Status(ErrorCode::Internal, std::string("ZeroMQ: ") + e.what());
+        }
+    }
+};
+
+RuntimeClient::RuntimeClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+RuntimeClient::~RuntimeClient() = default;
+
+const ClientOptions& RuntimeClient::options() const { return impl_->options; }
+
+Result<std::unique_ptr<RuntimeClient>> RuntimeClient::Connect(const ClientOptions& options) {
+    auto impl = std::make_unique<Impl>();
+    impl->options = options;
+    std::unique_ptr<RuntimeClient> client(new RuntimeClient(std::move(impl)));
+    const Status status = client->Ping();
+    if (!status.ok()) return status;
+    return client;
+}
+
+Status RuntimeClient::Ping() {
+    const int64_t id = sockets::NextRequestId();
+    auto reply = impl_->Call(wire::ListAvatars(id, impl_->options.token), id,
+                             impl_->options.call_timeout);
+    return reply.ok() ? Status::Ok() : reply.status();
+}
+
+Result<AvatarInfo> RuntimeClient::CreateAvatar(const std::vector<uint8_t>& image,
+                                               const std::string& name) {
+    if (image.empty()) return Status(ErrorCode::InvalidArgument, "image is empty");
+    const int64_t id = sockets::NextRequestId();
+    auto reply = impl_->Call(
+        wire::CreateAvatar(id, impl_->options.token, image.data(), image.size(), name), id,
+        impl_->options.create_timeout);
+    if (!reply.ok()) return reply.status();
+    const msgpack::object* avatar = wire::Field(reply->body, "avatar");
+    if (!avatar) return Status(ErrorCode::Internal, "CreateAvatar ended without an avatar");
+    return wire::ToAvatar(avatar);
+}
+
+Result<AvatarInfo> RuntimeClient::GetAvatar(const std::string& avatar_id) {
+    const int64_t id = sockets::NextRequestId();
+    auto reply = impl_->Call(wire::GetAvatar(id, impl_->options.token, avatar_id), id,
+                             impl_->options.call_timeout);
+    if (!reply.ok()) return reply.status();
+    return wire::ToAvatar(reply->body);
+}
+
+Result<std::unique_ptr<DriveSession>> RuntimeClient::StartDrive(const DriveOptions& options,
+                                                                const SessionOptions& session) {
+    if (options.avatar_id.empty()) return Status(ErrorCode::InvalidArgument, "avatar_id is empty");
+    if (options.width == 0 || options.height == 0) {
+        return Status(ErrorCode::InvalidArgument, "width and height must be positive");
+    }
+    if (!options.c2w.empty() && options.c2w.size() != 16) {
+        return Status(ErrorCode::InvalidArgument, "c2w must be empty or 16 values (4x4 row-major)");
+    }
+    try {
+        auto impl = std::make_unique<DriveSession::Impl>(impl_->context, impl_->options.endpoint,
+                                                         impl_->options.token, options, session);
+        impl->Start();
+        return std::make_unique<DriveSession>(std::move(impl));
+    } catch (const std::exception& e) {
+        return Status(ErrorCode::Internal, std::string("cannot start the drive thread: ") + e.what());
+    }
+}
+
+}  // namespace avatar_bridge

@@ -1,0 +1,60 @@
+// Client of avatar-runtime's ZeroMQ protocol (engine_bridge/zmq_server.py).
+//
+//     auto client = RuntimeClient::Connect({"tcp://127.0.0.1:5555", token});
+//     if (!client.ok()) log(client.status().ToString());
+//     auto avatar = client.value()->CreateAvatar(png_bytes, "me");
+//     auto session = client.value()->StartDrive({avatar->id, 512, 512});
+//
+// Thread-safe: calls serialise on one socket; each drive session has its own socket and
+// background thread. Calls that lose the runtime time out (Unavailable / DeadlineExceeded)
+// and reset the socket, so the next call reaches a restarted runtime.
+#pragma once
+
+#include "AvatarBridgeCore/Export.h"
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "AvatarBridgeCore/DriveSession.h"
+#include "AvatarBridgeCore/Status.h"
+#include "AvatarBridgeCore/Types.h"
+
+namespace avatar_bridge {
+
+struct ClientOptions {
+    std::string endpoint = "tcp://127.0.0.1:5555";
+    std::string token;  // empty = none (the runtime requires one off loopback)
+    std::chrono::milliseconds call_timeout{5000};
+    std::chrono::milliseconds create_timeout{120000};  // CreateAvatar runs reconstruction
+};
+
+class AB_CORE_API RuntimeClient {
+public:
+    // Connects and checks the runtime answers and accepts the token (one ListAvatars call):
+    // Unavailable if nothing answers within call_timeout, Unauthenticated on a bad token.
+    static Result<std::unique_ptr<RuntimeClient>> Connect(const ClientOptions& options);
+    ~RuntimeClient();
+    RuntimeClient(const RuntimeClient&) = delete;
+    RuntimeClient& operator=(const RuntimeClient&) = delete;
+
+    // One authenticated round trip (ListAvatars): OK while the runtime is reachable.
+    Status Ping();
+    // Photo bytes (PNG / JPEG) -> avatar (same photo -> same id).
+    Result<AvatarInfo> CreateAvatar(const std::vector<uint8_t>& image, const std::string& name = "");
+    Result<AvatarInfo> GetAvatar(const std::string& avatar_id);
+    // Opens a drive session (returns at once; see DriveSession::WaitStarted).
+    Result<std::unique_ptr<DriveSession>> StartDrive(const DriveOptions& options,
+                                                     const SessionOptions& session = {});
+
+    const ClientOptions& options() const;
+
+private:
+    struct Impl;
+    explicit RuntimeClient(std::unique_ptr<Impl> impl);
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace avatar_bridge

@@ -1,0 +1,72 @@
+// Shared by the core tests and the benchmark: checks, arguments, a frame recorder and a
+// paced driver (at most `window` frames in flight, so latest-wins drops nothing).
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "AvatarBridgeCore/DriveSession.h"
+#include "AvatarBridgeCore/Types.h"
+
+#define CHECK(cond)                                                                     \
+    do {                                                                                \
+        if (!(cond)) {                                                                  \
+            std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+            std::exit(1);                                                               \
+        }                                                                               \
+    } while (0)
+
+#define CHECK_OK(status_expr)                                                           \
+    do {                                                                                \
+        const auto& s_ = (status_expr);                                                 \
+        if (!s_.ok()) {                                                                 \
+            std::fprintf(stderr, "%s:%d: %s -> %s\n", __FILE__, __LINE__, #status_expr, \
+                         s_.ToString().c_str());                                        \
+            std::exit(1);                                                               \
+        }                                                                               \
+    } while (0)
+
+struct Args {
+    std::string runtime;   // avatar-runtime executable
+    std::string portrait;  // PNG of the sample portrait
+    std::map<std::string, std::string> extra;
+};
+Args ParseArgs(int argc, char** argv, int first);  // --name value pairs from argv[first]
+
+std::vector<uint8_t> ReadFile(const std::string& path);
+
+// A smooth test motion: jaw, smile and blink curves plus a small head turn.
+avatar_bridge::MotionFrame TestMotion(uint64_t sequence);
+
+// Records every frame a session delivers (callback on the session thread).
+class Recorder {
+public:
+    void Attach(avatar_bridge::DriveSession& session);
+    void MarkPushed(uint64_t sequence);
+    bool WaitForCount(size_t count, std::chrono::milliseconds timeout);
+    bool WaitForSequenceAbove(uint64_t sequence, std::chrono::milliseconds timeout);
+
+    std::vector<uint64_t> sequences() const;
+    std::vector<double> latencies_ms() const;  // push -> receive, per received frame
+    bool all_sizes(uint32_t width, uint32_t height) const;
+    size_t count() const;
+
+private:
+    mutable std::mutex mutex_;
+    std::condition_variable changed_;
+    std::map<uint64_t, std::chrono::steady_clock::time_point> pushed_;
+    std::vector<uint64_t> sequences_;
+    std::vector<double> latencies_ms_;
+    std::vector<std::pair<uint32_t, uint32_t>> sizes_;
+    std::vector<bool> rgba_ok_;
+};
+
+// Pushes sequences [first, first + count) keeping at most `window` unanswered; false on timeout.
+bool DrivePaced(avatar_bridge::DriveSession& session, Recorder& recorder, uint64_t first,
+                size_t count, size_t window, std::chrono::milliseconds timeout);
