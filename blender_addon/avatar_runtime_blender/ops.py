@@ -1,0 +1,701 @@
+"""Operators, and the main-thread half of background work.
+
+Network calls run on worker threads (`tasks.Task`, `drive.SolvePipeline`); their results
+reach Blender through `STATE.mailbox`, drained by `tick`, the add-on's one `bpy.app.timers`
+function, which also advances a running drive. Operators start work and return at once;
+failures are reported from the timer and never leave the operators unusable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import bpy
+import numpy as np
+from bpy.props import EnumProperty, FloatProperty, StringProperty
+from bpy_extras.io_utils import ImportHelper
+
+from . import convert, prefs
+from .client import Client, RenderedImage, ServerError, Settings
+from .drive import Finished, Playback, Skipped, SolvePipeline
+from .imaging import rgba8_to_blender_pixels
+from .motion import ARKIT_NAMES, MotionFileError, MotionSample, read_livelink_csv, resample
+from .tasks import Mailbox, Task
+
+AVATAR_ID_PROP = "avatar_runtime_id"  # custom property on the imported armature and mesh
+HEAD_BONE = "head"
+RENDER_IMAGE = "Avatar Runtime Render"
+TICK_S = 0.01
+TAKE_SUFFIXES = (".csv",)
+
+
+# -- state shared by the operators, the timer and the panel ------------------------------
+@dataclass
+class Recording:
+    """Motion applied during a drive, kept for baking."""
+
+    armature: str
+    mesh: str
+    source: str
+    samples: list[MotionSample] = field(default_factory=list)
+
+
+@dataclass
+class State:
+    mailbox: Mailbox = field(default_factory=Mailbox)
+    connection: str = "not checked"
+    connected: bool | None = None
+    activity: str = ""
+    error: str = ""
+    tasks: dict[str, Task] = field(default_factory=dict)
+    drive: "DriveSession | None" = None
+    recording: Recording | None = None
+
+
+STATE = State()
+
+
+def tick() -> float | None:
+    """The add-on's timer: run what worker threads posted and advance a running drive.
+
+    Blender calls it every TICK_S seconds while there is work (it unregisters itself when
+    idle by returning None). Without Blender's event loop (a script, a test) call it directly.
+    """
+    STATE.mailbox.drain()
+    if STATE.drive is not None:
+        try:
+            STATE.drive.tick()
+        except Exception as exc:  # noqa: BLE001 - end the drive, keep the timer alive
+            STATE.drive.stop(f"{type(exc).__name__}: {exc}", failed=True)
+    STATE.tasks = {name: task for name, task in STATE.tasks.items() if not task.finished}
+    _redraw_panels()
+    busy = STATE.drive is not None or STATE.tasks or not STATE.mailbox.empty()
+    return TICK_S if busy else None
+
+
+def _ensure_ticking() -> None:
+    if not bpy.app.timers.is_registered(tick):
+        # Persistent: work started before a file load still reports when it ends.
+        bpy.app.timers.register(tick, first_interval=0.0, persistent=True)
+
+
+@bpy.app.handlers.persistent
+def stop_drive_on_load(*_args) -> None:
+    """A drive cannot follow its avatar into another file (load_pre handler)."""
+    if STATE.drive is not None:
+        STATE.drive.stop("stopped (another file was loaded)", report=False)
+    STATE.recording = None
+
+
+def shutdown() -> None:
+    """Stop all work (on unregister)."""
+    if STATE.drive is not None:
+        STATE.drive.stop("stopped (add-on disabled)", report=False)
+    for task in STATE.tasks.values():
+        task.cancel()
+    if bpy.app.timers.is_registered(tick):
+        bpy.app.timers.unregister(tick)
+
+
+def _start_task(name: str, work, on_done, settings: Settings) -> None:
+    def on_error(exc: BaseException) -> None:
+        _fail(f"{name}: {_call_failed(exc, settings)}")
+
+    STATE.error = ""
+    STATE.tasks[name] = Task(name, work, STATE.mailbox, on_done=on_done, on_error=on_error).start()
+    _ensure_ticking()
+
+
+def _call_failed(exc: BaseException, settings: Settings) -> str:
+    """Note what a failed call says about the connection; returns the message to show."""
+    if isinstance(exc, ServerError) and exc.code == "UNAVAILABLE":
+        STATE.connected = False
+        STATE.connection = f"no answer from {settings.address}"
+        return exc.message
+    if isinstance(exc, ServerError):
+        return f"{exc.code}: {exc.message}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _set_activity(text: str) -> None:
+    STATE.activity = text
+
+
+def _mark_connected(settings: Settings) -> None:
+    STATE.connected = True
+    STATE.connection = f"connected to {settings.address}"
+
+
+def _fail(message: str) -> None:
+    STATE.error = message
+    STATE.activity = ""
+    _report("ERROR", message)
+
+
+def _report(level: str, message: str) -> None:
+    """Report from the timer (no operator of ours is running) through an internal operator,
+    so the message shows in the status bar and the Info editor like any operator report."""
+    try:
+        bpy.ops.avatar_runtime.report(level=level, message=message)
+    except RuntimeError as exc:
+        # Called from Python, an operator's ERROR report also comes back as an exception.
+        if message not in str(exc):
+            print(f"avatar-runtime {level}: {message}")
+    except AttributeError:  # the operator is gone (during unregister)
+        print(f"avatar-runtime {level}: {message}")
+
+
+def _redraw_panels() -> None:
+    wm = bpy.context.window_manager
+    for window in wm.windows if wm else ():
+        for area in window.screen.areas:
+            if area.type == "VIEW_3D":
+                area.tag_redraw()
+
+
+def _ui_context():
+    """A context override with a window and a 3D view, for operators called from the timer."""
+    wm = bpy.context.window_manager
+    if not wm or not wm.windows:
+        return contextlib.nullcontext()
+    window = wm.windows[0]
+    area = next((a for a in window.screen.areas if a.type == "VIEW_3D"), None)
+    if area is None:
+        return bpy.context.temp_override(window=window, screen=window.screen)
+    return bpy.context.temp_override(window=window, screen=window.screen, area=area)
+
+
+# -- avatars in the scene ----------------------------------------------------------------
+@dataclass(frozen=True)
+class Rig:
+    """An imported avatar: its armature, its mesh with the ARKit shape keys, its runtime id."""
+
+    armature: bpy.types.Object
+    mesh: bpy.types.Object
+    avatar_id: str
+
+    @property
+    def head(self) -> bpy.types.PoseBone | None:
+        return self.armature.pose.bones.get(HEAD_BONE)
+
+
+def find_rig(context: bpy.types.Context) -> Rig | None:
+    """The active object's avatar, else the first avatar in the scene."""
+    candidates = [context.active_object, *context.scene.objects]
+    for obj in candidates:
+        if obj is not None and AVATAR_ID_PROP in obj:
+            rig = _rig_of(obj)
+            if rig is not None:
+                return rig
+    return None
+
+
+def rig_by_names(armature: str, mesh: str) -> Rig | None:
+    """Look a rig up again (across timer ticks objects may have been deleted)."""
+    arm, obj = bpy.data.objects.get(armature), bpy.data.objects.get(mesh)
+    if arm is None or obj is None or AVATAR_ID_PROP not in arm:
+        return None
+    return Rig(arm, obj, str(arm[AVATAR_ID_PROP]))
+
+
+def _rig_of(obj: bpy.types.Object) -> Rig | None:
+    avatar_id = str(obj[AVATAR_ID_PROP])
+    if obj.type == "ARMATURE":
+        meshes = [c for c in obj.children if c.type == "MESH" and c.data.shape_keys]
+        return Rig(obj, meshes[0], avatar_id) if meshes else None
+    if obj.type == "MESH" and obj.parent is not None and obj.parent.type == "ARMATURE":
+        return Rig(obj.parent, obj, avatar_id)
+    return None
+
+
+def apply_sample(rig: Rig, sample: MotionSample) -> None:
+    """Set the 52 ARKit shape keys and the head bone from one motion sample."""
+    blocks = rig.mesh.data.shape_keys.key_blocks
+    for name, value in zip(ARKIT_NAMES, sample.arkit):
+        block = blocks.get(name)
+        if block is not None:
+            block.value = value
+    head = rig.head
+    if head is not None:
+        head.rotation_mode = "QUATERNION"
+        head.rotation_quaternion = convert.head_pose_rotation(sample.head_rotation, head.bone.matrix_local)
+
+
+def current_motion(rig: Rig) -> dict:
+    """The rig's current expression and head rotation as a runtime MotionFrame map."""
+    blocks = rig.mesh.data.shape_keys.key_blocks
+    arkit = [float(blocks[name].value) if name in blocks else 0.0 for name in ARKIT_NAMES]
+    motion = {"arkit": arkit}
+    head = rig.head
+    if head is not None:  # whatever its rotation mode
+        pose = head.matrix_basis.to_quaternion()
+        motion["head_rotation"] = list(convert.head_rotation_from_pose(pose, head.bone.matrix_local))
+    return motion
+
+
+def _import_avatar(avatar: dict, files: dict[str, bytes]) -> Rig:
+    glb = next((name for name in files if name.endswith(".glb")), None)
+    if glb is None:
+        raise RuntimeError(f"ExportMesh sent no .glb file (got {', '.join(files) or 'nothing'})")
+    folder = Path(tempfile.mkdtemp(prefix="avatar_runtime_"))
+    try:
+        path = folder / Path(glb).name
+        path.write_bytes(files[glb])
+        before = set(bpy.data.objects)
+        options = bpy.ops.import_scene.gltf.get_rna_type().properties
+        extra = {"disable_bone_shape": True} if "disable_bone_shape" in options else {}
+        with _ui_context():
+            result = bpy.ops.import_scene.gltf(filepath=str(path), **extra)
+        if "FINISHED" not in result:
+            raise RuntimeError(f"Blender's glTF importer could not read {path.name}")
+        new = [obj for obj in bpy.data.objects if obj not in before]
+        for image in bpy.data.images:  # textures must not point into the folder removed below
+            if image.filepath and Path(bpy.path.abspath(image.filepath)).parent == folder and not image.packed_file:
+                image.pack()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    armature = next((obj for obj in new if obj.type == "ARMATURE"), None)
+    mesh = next((obj for obj in new if obj.type == "MESH" and obj.data.shape_keys), None)
+    if armature is None or mesh is None:
+        raise RuntimeError("the exported glTF has no armature with a shape-keyed mesh")
+    for obj in (armature, mesh):
+        obj[AVATAR_ID_PROP] = avatar["id"]
+    armature.name = f"{avatar.get('name') or mesh.name} rig"
+    return Rig(armature, mesh, avatar["id"])
+
+
+# -- driving -----------------------------------------------------------------------------
+class DriveSession:
+    """Samples from a source applied to a rig as they come, and recorded for baking."""
+
+    def __init__(self, rig: Rig, source: str):
+        self.recording = Recording(rig.armature.name, rig.mesh.name, source)
+        self.started = time.monotonic()
+        self.last_applied = self.started
+        self.skipped = 0
+
+    @property
+    def applied(self) -> int:
+        return len(self.recording.samples)
+
+    @property
+    def fps(self) -> float:
+        elapsed = self.last_applied - self.started
+        return self.applied / elapsed if elapsed > 0 else 0.0
+
+    def apply(self, sample: MotionSample) -> None:
+        rig = rig_by_names(self.recording.armature, self.recording.mesh)
+        if rig is None:
+            self.stop("the avatar was deleted", failed=True)
+            return
+        apply_sample(rig, sample)
+        self.recording.samples.append(sample)
+        self.last_applied = time.monotonic()
+        STATE.activity = f"Driving: {self.applied} frames, {self.fps:.1f} fps"
+
+    def tick(self) -> None:
+        raise NotImplementedError
+
+    def stop(self, reason: str, failed: bool = False, report: bool = True) -> None:
+        """End the session; what was applied so far stays recorded for baking."""
+        if STATE.drive is self:
+            STATE.drive = None
+        self._release()
+        STATE.recording = self.recording if self.recording.samples else STATE.recording
+        if failed:
+            _fail(f"Drive stopped after {self.applied} frames: {reason}")
+        else:
+            STATE.activity = f"Drive {reason}: {self.applied} frames at {self.fps:.1f} fps"
+            if self.skipped:
+                STATE.activity += f" ({self.skipped} without a face skipped)"
+            if report:
+                _report("INFO", STATE.activity)
+
+    def _release(self) -> None:
+        pass
+
+
+class TakeDrive(DriveSession):
+    """A Live Link Face take played back in real time (no runtime needed)."""
+
+    def __init__(self, rig: Rig, source: str, samples: list[MotionSample]):
+        super().__init__(rig, source)
+        self.playback = Playback(samples)
+
+    def tick(self) -> None:
+        for sample in self.playback.poll():
+            self.apply(sample)
+            if STATE.drive is not self:
+                return
+        if self.playback.done:
+            self.stop("finished")
+
+
+class MovieFrames:
+    """A movie read frame by frame with Blender's own decoder (an Image of source MOVIE).
+
+    `Image.scale(w, h, frame=n)` loads frame n of the movie into the image buffer (scaled),
+    where `Image.pixels` can read it: no extra dependency, works without a display.
+    """
+
+    def __init__(self, path: Path, max_side: int):
+        if "frame" not in bpy.types.Image.bl_rna.functions["scale"].parameters:
+            raise ValueError("this Blender version cannot read movie frames from Python "
+                             "(Image.scale has no frame argument); drive from a Live Link Face take")
+        try:
+            self.image = bpy.data.images.load(str(path), check_existing=False)
+        except RuntimeError as exc:
+            raise ValueError(f"cannot open {path.name} as a movie: {exc}") from None
+        if self.image.source != "MOVIE" or self.image.frame_duration < 1:
+            bpy.data.images.remove(self.image)
+            raise ValueError(f"{path.name} is not a movie file Blender can decode")
+        self.image.name = f"{path.name} (avatar-runtime source)"
+        self.count = self.image.frame_duration
+        width, height = self.image.size
+        scale = min(1.0, max_side / max(width, height))
+        self.width, self.height = max(1, round(width * scale)), max(1, round(height * scale))
+        self.fps = _movie_fps(path) or bpy.context.scene.render.fps / bpy.context.scene.render.fps_base
+
+    def read(self, index: int) -> np.ndarray:
+        """Frame `index` (0-based) as flat float RGBA pixels, row 0 = bottom."""
+        self.image.scale(self.width, self.height, frame=index + 1)
+        pixels = np.empty(self.width * self.height * 4, np.float32)
+        self.image.pixels.foreach_get(pixels)
+        return pixels
+
+    def close(self) -> None:
+        if self.image is not None:
+            bpy.data.images.remove(self.image)
+            self.image = None
+
+
+def _movie_fps(path: Path) -> float:
+    clip = bpy.data.movieclips.load(str(path), check_existing=False)
+    try:
+        return float(clip.fps)
+    finally:
+        bpy.data.movieclips.remove(clip)
+
+
+class VideoDrive(DriveSession):
+    """Movie frames solved on the runtime (SolveMotion), applied in frame order as they arrive."""
+
+    def __init__(self, rig: Rig, source: str, frames: MovieFrames, pipeline: SolvePipeline):
+        super().__init__(rig, source)
+        self.frames = frames
+        self.pipeline = pipeline
+        self.next_frame = 0
+
+    def tick(self) -> None:
+        for event in self.pipeline.poll():
+            if isinstance(event, MotionSample):
+                self.apply(event)
+            elif isinstance(event, Skipped):
+                self.skipped += 1
+            elif isinstance(event, Finished):
+                self.stop("finished")
+            elif isinstance(event, ServerError):
+                self.stop(_call_failed(event, self.pipeline.settings), failed=True)
+            if STATE.drive is not self:
+                return
+        # One frame per tick: decoding takes milliseconds of the main thread, so the UI stays
+        # responsive; ticks come far more often than the runtime solves frames.
+        if self.pipeline.room > 0 and self.next_frame < self.frames.count:
+            index = self.next_frame
+            self.pipeline.push(index, index / self.frames.fps, self.frames.read(index),
+                               self.frames.width, self.frames.height)
+            self.next_frame += 1
+            if self.next_frame == self.frames.count:
+                self.pipeline.close()
+
+    def _release(self) -> None:
+        self.pipeline.cancel()
+        self.frames.close()
+
+
+# -- baking ------------------------------------------------------------------------------
+def _fcurve(action: bpy.types.Action, owner: bpy.types.ID, data_path: str, index: int, group: str):
+    if hasattr(action, "fcurve_ensure_for_datablock"):  # Blender 4.4+: slotted actions
+        return action.fcurve_ensure_for_datablock(owner, data_path, index=index, group_name=group)
+    fcurve = action.fcurves.find(data_path, index=index)
+    return fcurve or action.fcurves.new(data_path, index=index, action_group=group)
+
+
+def _write_keys(fcurve: bpy.types.FCurve, frames: np.ndarray, values: np.ndarray) -> None:
+    points = fcurve.keyframe_points
+    points.clear()
+    points.add(len(frames))
+    co = np.empty(2 * len(frames), np.float32)
+    co[0::2], co[1::2] = frames, values
+    points.foreach_set("co", co)
+    fcurve.update()
+
+
+def _new_action(owner: bpy.types.ID, name: str) -> bpy.types.Action:
+    action = bpy.data.actions.new(name)
+    if owner.animation_data is None:
+        owner.animation_data_create()
+    owner.animation_data.action = action
+    return action
+
+
+def bake(rig: Rig, samples: list[MotionSample], scene: bpy.types.Scene) -> tuple[int, int]:
+    """Key the shape keys and the head bone from recorded samples, one key per scene frame
+    from the samples' timecodes, starting at the scene's start frame. Returns (first, last)."""
+    fps = scene.render.fps / scene.render.fps_base
+    keyed = resample(samples, fps)
+    frames = scene.frame_start + np.array([offset for offset, _ in keyed], np.float32)
+    weights = np.array([sample.arkit for _, sample in keyed], np.float32)
+    key = rig.mesh.data.shape_keys
+    face = _new_action(key, f"{rig.mesh.name} ARKit")
+    for i, name in enumerate(ARKIT_NAMES):
+        if name in key.key_blocks:
+            _write_keys(_fcurve(face, key, f'key_blocks["{name}"].value', 0, "ARKit"), frames, weights[:, i])
+    head = rig.head
+    if head is not None:
+        rest = head.bone.matrix_local
+        rotations = np.array([convert.head_pose_rotation(s.head_rotation, rest) for _, s in keyed])
+        for k in range(1, len(rotations)):  # keep neighbours in one hemisphere: no flips
+            if np.dot(rotations[k], rotations[k - 1]) < 0:
+                rotations[k] = -rotations[k]
+        head.rotation_mode = "QUATERNION"
+        motion = _new_action(rig.armature, f"{rig.armature.name} head")
+        path = f'pose.bones["{HEAD_BONE}"].rotation_quaternion'
+        for i in range(4):
+            _write_keys(_fcurve(motion, rig.armature, path, i, HEAD_BONE), frames, rotations[:, i])
+    first, last = int(frames[0]), int(frames[-1])
+    scene.frame_end = max(scene.frame_end, last)
+    return first, last
+
+
+# -- operators ---------------------------------------------------------------------------
+class AVATAR_RUNTIME_OT_report(bpy.types.Operator):
+    """Show a message from background work as an operator report"""
+
+    bl_idname = "avatar_runtime.report"
+    bl_label = "Avatar Runtime Report"
+    bl_options = {"INTERNAL"}
+
+    level: EnumProperty(items=[(x, x.title(), "") for x in ("INFO", "WARNING", "ERROR")])
+    message: StringProperty()
+
+    def execute(self, context):
+        self.report({self.level}, self.message)
+        return {"FINISHED"}
+
+
+class AVATAR_RUNTIME_OT_check_connection(bpy.types.Operator):
+    """Ask the runtime whether it is serving"""
+
+    bl_idname = "avatar_runtime.check_connection"
+    bl_label = "Check Connection"
+
+    @classmethod
+    def poll(cls, context):
+        return "check" not in STATE.tasks
+
+    def execute(self, context):
+        settings = prefs.get(context).settings()
+        STATE.connection = f"checking {settings.address}..."
+
+        def work(task: Task) -> str:
+            with Client(settings) as client:
+                return client.health()
+
+        def done(status: str) -> None:
+            _mark_connected(settings)
+            STATE.connection += f" ({status.lower().replace('_', ' ')})"
+
+        _start_task("check", work, done, settings)
+        return {"FINISHED"}
+
+
+class AVATAR_RUNTIME_OT_create_avatar(bpy.types.Operator, ImportHelper):
+    """Create an avatar from a portrait photo on the runtime and import it (armature, mesh
+    with the 52 ARKit shape keys, textured material)"""
+
+    bl_idname = "avatar_runtime.create_avatar"
+    bl_label = "Create Avatar from Image"
+    bl_options = {"REGISTER"}
+
+    filter_glob: StringProperty(default="*.png;*.jpg;*.jpeg;*.webp;*.bmp;*.tif;*.tiff", options={"HIDDEN"})
+
+    @classmethod
+    def poll(cls, context):
+        return "create" not in STATE.tasks
+
+    def execute(self, context):
+        path = Path(bpy.path.abspath(self.filepath))
+        try:
+            image = path.read_bytes()
+        except OSError as exc:
+            self.report({"ERROR"}, f"Cannot read {path}: {exc.strerror}")
+            return {"CANCELLED"}
+        settings = prefs.get(context).settings()
+        STATE.activity = f"Creating avatar from {path.name}"
+
+        def work(task: Task) -> tuple[dict, dict[str, bytes]]:
+            def progress(stage: str, fraction: float) -> None:
+                task.post(_set_activity, f"Creating avatar: {stage} ({fraction:.0%})")
+
+            with Client(settings) as client:
+                avatar = client.create_avatar(image, path.stem, progress, task.cancelled)
+                task.post(_mark_connected, settings)
+                task.post(_set_activity, "Exporting the avatar's mesh")
+                return avatar, client.export_mesh(avatar["id"], "glb", task.cancelled)
+
+        def done(result: tuple[dict, dict[str, bytes]]) -> None:
+            rig = _import_avatar(*result)
+            STATE.activity = f"Created {rig.armature.name}"
+            _report("INFO", STATE.activity)
+            with contextlib.suppress(RuntimeError):
+                bpy.ops.ed.undo_push(message="Create Avatar")
+
+        _start_task("create", work, done, settings)
+        return {"FINISHED"}
+
+
+class AVATAR_RUNTIME_OT_drive(bpy.types.Operator, ImportHelper):
+    """Drive the avatar from a video (solved on the runtime frame by frame) or a Live Link
+    Face take (.csv)"""
+
+    bl_idname = "avatar_runtime.drive"
+    bl_label = "Drive from Video or Take"
+
+    filter_glob: StringProperty(default="*.mp4;*.mov;*.avi;*.mkv;*.webm;*.m4v;*.csv", options={"HIDDEN"})
+    take_fps: FloatProperty(
+        name="Take Frame Rate",
+        description="Frame rate of a Live Link Face take (its timecodes count frames at this rate)",
+        default=60.0, min=1.0, max=240.0,
+    )
+
+    @classmethod
+    def poll(cls, context):
+        return find_rig(context) is not None
+
+    def execute(self, context):
+        rig = find_rig(context)
+        path = Path(bpy.path.abspath(self.filepath))
+        if STATE.drive is not None:
+            STATE.drive.stop("stopped (replaced by a new drive)")
+        STATE.error = ""
+        try:
+            if path.suffix.lower() in TAKE_SUFFIXES:
+                session = TakeDrive(rig, path.name, read_livelink_csv(path, self.take_fps))
+            else:
+                preferences = prefs.get(context)
+                frames = MovieFrames(path, preferences.max_frame_side)
+                pipeline = SolvePipeline(preferences.settings(), rig.avatar_id, preferences.solve_window)
+                session = VideoDrive(rig, path.name, frames, pipeline.start())
+        except (MotionFileError, ValueError, ServerError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        STATE.drive = session
+        STATE.activity = f"Driving from {path.name}"
+        _ensure_ticking()
+        return {"FINISHED"}
+
+
+class AVATAR_RUNTIME_OT_stop_drive(bpy.types.Operator):
+    """Stop driving; what was applied so far can be baked"""
+
+    bl_idname = "avatar_runtime.stop_drive"
+    bl_label = "Stop Drive"
+
+    @classmethod
+    def poll(cls, context):
+        return STATE.drive is not None
+
+    def execute(self, context):
+        STATE.drive.stop("stopped")
+        return {"FINISHED"}
+
+
+class AVATAR_RUNTIME_OT_bake(bpy.types.Operator):
+    """Key the driven shape keys and head rotation into Actions at the scene frame rate,
+    timed by the recorded timecodes"""
+
+    bl_idname = "avatar_runtime.bake"
+    bl_label = "Bake to Keyframes"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        return STATE.drive is None and STATE.recording is not None and bool(STATE.recording.samples)
+
+    def execute(self, context):
+        recording = STATE.recording
+        rig = rig_by_names(recording.armature, recording.mesh)
+        if rig is None:
+            self.report({"ERROR"}, f"The driven avatar ({recording.armature}) is gone")
+            return {"CANCELLED"}
+        first, last = bake(rig, recording.samples, context.scene)
+        self.report({"INFO"}, f"Baked {len(recording.samples)} samples from {recording.source} "
+                              f"to frames {first}-{last}")
+        return {"FINISHED"}
+
+
+class AVATAR_RUNTIME_OT_render_from_server(bpy.types.Operator):
+    """Render the avatar on the runtime from the active camera, into an image"""
+
+    bl_idname = "avatar_runtime.render_from_server"
+    bl_label = "Render from Server"
+
+    @classmethod
+    def poll(cls, context):
+        return context.scene.camera is not None and "render" not in STATE.tasks and find_rig(context) is not None
+
+    def execute(self, context):
+        scene, rig = context.scene, find_rig(context)
+        camera = scene.camera
+        if camera.data.type != "PERSP":
+            self.report({"ERROR"}, "The runtime renders perspective cameras only")
+            return {"CANCELLED"}
+        if camera.data.shift_x or camera.data.shift_y:
+            self.report({"WARNING"}, "Camera lens shift is ignored by the runtime")
+        scale = scene.render.resolution_percentage / 100
+        width = max(1, int(scene.render.resolution_x * scale))
+        height = max(1, int(scene.render.resolution_y * scale))
+        lens = camera.data
+        fov = convert.fov_y_deg(lens.lens, lens.sensor_width, lens.sensor_height, lens.sensor_fit, width, height)
+        view = convert.camera_to_runtime(rig.armature.matrix_world.inverted() @ camera.matrix_world,
+                                         fov, width, height)
+        motion = current_motion(rig)
+        settings = prefs.get(context).settings()
+        avatar_id = rig.avatar_id
+        STATE.activity = f"Rendering {width}x{height} on the runtime"
+
+        def work(task: Task) -> RenderedImage:
+            with Client(settings) as client:
+                return client.render_frame(avatar_id, view.c2w, view.fov_y_deg, width, height, motion)
+
+        def done(frame: RenderedImage) -> None:
+            _mark_connected(settings)
+            image = _show_render(frame)
+            STATE.activity = f"Rendered {image.name} ({frame.width}x{frame.height}, {frame.render_ms:.0f} ms)"
+
+        _start_task("render", work, done, settings)
+        return {"FINISHED"}
+
+
+def _show_render(frame: RenderedImage) -> bpy.types.Image:
+    image = bpy.data.images.get(RENDER_IMAGE)
+    if image is None:
+        image = bpy.data.images.new(RENDER_IMAGE, frame.width, frame.height, alpha=True)
+    elif tuple(image.size) != (frame.width, frame.height):
+        image.scale(frame.width, frame.height)
+    image.alpha_mode = "STRAIGHT"
+    image.pixels.foreach_set(rgba8_to_blender_pixels(frame.rgba, frame.width, frame.height))
+    image.update()
+    wm = bpy.context.window_manager
+    for window in wm.windows if wm else ():
+        for area in window.screen.areas:
+            if area.type == "IMAGE_EDITOR":
+                area.spaces.active.image = image
+    return image
+
