@@ -279,6 +279,21 @@ def test_render_batch_equals_individual_renders():
     assert not np.array_equal(batch[0].rgba, batch[1].rgba)
 
 
+def test_concurrent_renders_match_sequential_ones():
+    # The service shares one renderer (and the module's ray cache) across request threads.
+    from concurrent.futures import ThreadPoolExecutor
+
+    verts, faces, uvs = uv_sphere()
+    renderer = MeshRenderer(faces, uvs, checker_texture())
+    cams = [Camera.orbit(yaw, 0, radius=1.1, width=96 + 8 * i, height=96)
+            for i, yaw in enumerate(range(-60, 61, 20))]
+    expected = [renderer.render(verts, cam).rgba for cam in cams]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda cam: renderer.render(verts, cam).rgba, cams * 3))
+    for i, rgba in enumerate(got):
+        np.testing.assert_array_equal(rgba, expected[i % len(cams)])
+
+
 def test_set_texture_and_rgba_texture_alpha():
     verts, faces, uvs = quad()
     renderer = MeshRenderer(faces, uvs, flat_texture(RED))

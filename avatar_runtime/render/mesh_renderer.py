@@ -325,11 +325,14 @@ class _Hits:
 
 @dataclass
 class _Frame:
-    """Per-render state: the built scene, the camera and camera-facing face normals."""
+    """Per-render state, read once so that set_texture() from another thread cannot mix
+    one texture with another texture's table mid-frame."""
 
     scene: o3d.t.geometry.RaycastingScene
     camera: Camera
     normal_table: np.ndarray  # [F + 1, 3] float32, see _face_normal_table
+    texture: np.ndarray       # [T_h, T_w, 4] uint8
+    texel_table: np.ndarray   # [6, F + 1] float32, see MeshRenderer._make_texel_table
 
 
 @dataclass
@@ -372,8 +375,7 @@ class MeshRenderer:
     def set_texture(self, texture: np.ndarray) -> None:
         """Replace the texture [T, T, 3|4] uint8 (row 0 = top); the UV layout is kept."""
         tex = _check_texture(texture)
-        self._texel_table = self._make_texel_table(tex.shape[0], tex.shape[1])
-        self._texture = tex
+        self._texture = (tex, self._make_texel_table(tex.shape[0], tex.shape[1]))  # one swap
 
     def _make_texel_table(self, tex_h: int, tex_w: int) -> np.ndarray:
         """Per-face texel-space corners as [6, F + 1] float32: rows c0, c1 - c0, c2 - c0
@@ -446,7 +448,8 @@ class MeshRenderer:
         window = _screen_window(vertices, camera)
         if window is not None:
             eye = np.asarray(camera.c2w[:3, 3], np.float32)
-            frame = _Frame(scene, camera, _face_normal_table(vertices, self._faces, eye))
+            frame = _Frame(scene, camera, _face_normal_table(vertices, self._faces, eye),
+                           *self._texture)
             px = self._render_window(frame, window)
             y0, y1, x0, x1 = window
             out.rgba[y0:y1, x0:x1] = px.rgba
@@ -463,7 +466,7 @@ class MeshRenderer:
         rays = _RAY_CACHE.world(cam)[y0:y1, x0:x1]
         cos = _RAY_CACHE.local(cam.fov_y_deg, cam.width, cam.height)[1][y0:y1, x0:x1]
         hits = self._cast(frame.scene, rays)
-        px = _Pixels(self._sample(hits), hits.t * cos, np.take(frame.normal_table, hits.face, 0))
+        px = _Pixels(_sample(frame, hits), hits.t * cos, np.take(frame.normal_table, hits.face, 0))
         # Straight alpha: zero whole pixels on a miss (one uint32 per RGBA pixel).
         px.rgba.view(np.uint32)[..., 0] *= np.isfinite(hits.t)
         if len(self._aa_offsets):
@@ -482,14 +485,6 @@ class MeshRenderer:
         np.minimum(face, self.n_faces, out=face)
         return _Hits(res["t_hit"].numpy(), face, res["primitive_uvs"].numpy())
 
-    def _sample(self, hits: _Hits) -> np.ndarray:
-        """Texture colour at each hit -> [..., 4] uint8 (misses read garbage; mask them)."""
-        x0, y0, dx1, dy1, dx2, dy2 = (np.take(row, hits.face) for row in self._texel_table)
-        b1, b2 = hits.bary[..., 0], hits.bary[..., 1]
-        map_x = x0 + b1 * dx1 + b2 * dx2
-        map_y = y0 + b1 * dy1 + b2 * dy2
-        return _remap_flat(self._texture, map_x, map_y)
-
     def _antialias(self, frame: _Frame, px: _Pixels, rows: np.ndarray, cols: np.ndarray,
                    origin: tuple[int, int]) -> None:
         """Resolve edge pixels (rows, cols) [M] of px in place from sub-pixel rays.
@@ -503,7 +498,7 @@ class MeshRenderer:
         rays, cos = _subpixel_rays(frame.camera, rows + origin[0], cols + origin[1],
                                    self._aa_offsets)
         sub = self._cast(frame.scene, rays)                                     # [M, S]
-        sub_rgba = self._sample(sub).astype(np.float32)                         # [M, S, 4]
+        sub_rgba = _sample(frame, sub).astype(np.float32)                       # [M, S, 4]
         weight = np.isfinite(sub.t) * (sub_rgba[..., 3] / 255.0)                # [M, S]
         centre = px.rgba[rows, cols].astype(np.float32)                         # [M, 4]
         w0 = centre[:, 3] / 255.0
@@ -534,6 +529,15 @@ class MeshRenderer:
         lambert = np.clip(-np.einsum("...k,...k->...", px.normals, dirs), 0.0, 1.0)
         scale = (1.0 - self.shading) + self.shading * lambert
         px.rgba[..., :3] = np.rint(px.rgba[..., :3] * scale[..., None]).astype(np.uint8)
+
+
+def _sample(frame: _Frame, hits: _Hits) -> np.ndarray:
+    """Texture colour at each hit -> [..., 4] uint8 (misses read garbage; mask them)."""
+    x0, y0, dx1, dy1, dx2, dy2 = (np.take(row, hits.face) for row in frame.texel_table)
+    b1, b2 = hits.bary[..., 0], hits.bary[..., 1]
+    map_x = x0 + b1 * dx1 + b2 * dx2
+    map_y = y0 + b1 * dy1 + b2 * dy2
+    return _remap_flat(frame.texture, map_x, map_y)
 
 
 def _subpixel_rays(camera: Camera, rows: np.ndarray, cols: np.ndarray, offsets: np.ndarray
