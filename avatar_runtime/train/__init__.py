@@ -1,0 +1,1 @@
+"""Training pipelines for learned reconstructors (synthetic data, losses, trainer)."""

@@ -1,0 +1,144 @@
+"""A fixed synthetic multi-view set and the batches of the two training stages.
+
+Stage 1 (static): source and target show the same expression; the target is another view.
+Stage 2 (cross-view self-reenactment): source frame (expression a, view p) + driving
+frame (expression b, seen at view p), supervised by expression b at view q. Real video
+frames may replace the source (10%) or the driving frame (80%) when a `RealFrames`
+provider is given (pseudo multi-view targets come with them); none ships here.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from avatar_runtime.motion.frame import MotionFrame
+from avatar_runtime.reconstruct.portrait4d.motion import motion_vector
+from avatar_runtime.render.camera import Camera
+from avatar_runtime.train.synthetic import SyntheticHeads, View
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Example:
+    """One training example (numpy): source rgb [S, S, 3], motions [M], target view."""
+
+    source: np.ndarray
+    source_motion: np.ndarray
+    driving_motion: np.ndarray
+    target: View
+    target_low: View
+
+
+@dataclass
+class Batch:
+    """Stacked examples: source [B, 3, S, S], motions [B, M], cameras [B], targets
+    rgb [B, 3, S, S], rgb_low [B, 3, h, h], alpha_low [B, h, h], depth_low [B, h, h]."""
+
+    source: torch.Tensor
+    source_motion: torch.Tensor
+    driving_motion: torch.Tensor
+    cameras: list[Camera]
+    rgb: torch.Tensor
+    rgb_low: torch.Tensor
+    alpha_low: torch.Tensor
+    depth_low: torch.Tensor
+
+    def to(self, device: str | torch.device) -> "Batch":
+        move = lambda t: t.to(device)  # noqa: E731
+        return Batch(move(self.source), move(self.source_motion), move(self.driving_motion),
+                     self.cameras, move(self.rgb), move(self.rgb_low), move(self.alpha_low),
+                     move(self.depth_low))
+
+
+class RealFrames(Protocol):
+    """Real video frames with pseudo multi-view targets (e.g. from a stage-1 synthesiser)."""
+
+    def source(self, rng: np.random.Generator) -> Example: ...
+
+    def driving(self, rng: np.random.Generator, like: Example) -> Example: ...
+
+
+class SyntheticSet:
+    """subjects x expressions x views, rendered once at `image_size` and `low_size`."""
+
+    def __init__(self, gen: SyntheticHeads, subjects: int, expressions: int, views: int,
+                 low_size: int, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        self.gen, self.low_size = gen, low_size
+        self.subjects = [gen.subject(rng) for _ in range(subjects)]
+        self.expressions = [[gen.expression(rng) for _ in range(expressions)] for _ in range(subjects)]
+        self.cameras = [[gen.camera(rng) for _ in range(views)] for _ in range(subjects)]
+        self._views: dict[tuple, tuple[View, View]] = {}
+
+    def view(self, s: int, e: int, camera: Camera) -> tuple[View, View]:
+        """(full, low) renders of subject s with expression e, cached by camera."""
+        key = (s, e, camera.c2w.tobytes())
+        if key not in self._views:
+            subject, expr = self.subjects[s], self.expressions[s][e]
+            self._views[key] = (self.gen.render(subject, expr, camera),
+                                self.gen.render(subject, expr, camera.with_size(self.low_size, self.low_size)))
+        return self._views[key]
+
+    def example(self, s: int, e_src: int, e_drv: int, cam_src: Camera, cam_tgt: Camera) -> Example:
+        source = self.view(s, e_src, cam_src)[0]
+        full, low = self.view(s, e_drv, cam_tgt)
+        motion = lambda e: motion_vector(MotionFrame(self.expressions[s][e]))  # noqa: E731
+        return Example(source.rgb, motion(e_src), motion(e_drv), full, low)
+
+    def sample(self, rng: np.random.Generator, stage: int) -> Example:
+        s = int(rng.integers(len(self.subjects)))
+        p, q = rng.choice(len(self.cameras[s]), 2, replace=False)
+        e_src = int(rng.integers(len(self.expressions[s])))
+        e_drv = e_src if stage == 1 else int(rng.integers(len(self.expressions[s])))
+        return self.example(s, e_src, e_drv, self.cameras[s][p], self.cameras[s][q])
+
+
+class StageSampler:
+    """Draws stage-1 or stage-2 examples, with real-frame substitution in stage 2."""
+
+    def __init__(self, data: SyntheticSet, stage: int, real: RealFrames | None = None,
+                 real_source_prob: float = 0.1, real_driving_prob: float = 0.8):
+        self.data, self.stage, self.real = data, stage, real
+        self.probs = (real_source_prob, real_driving_prob)
+        if stage == 2 and real is None:
+            log.warning("stage 2 without real frames: source/driving substitution "
+                        "(%.0f%% / %.0f%%) is off; training on synthetic frames only",
+                        100 * self.probs[0], 100 * self.probs[1])
+
+    def example(self, rng: np.random.Generator) -> Example:
+        ex = self.data.sample(rng, self.stage)
+        if self.stage == 2 and self.real is not None:
+            if rng.random() < self.probs[0]:
+                ex = self.real.source(rng)
+            if rng.random() < self.probs[1]:
+                ex = self.real.driving(rng, ex)
+        return ex
+
+    def batch(self, rng: np.random.Generator, size: int) -> Batch:
+        return collate([self.example(rng) for _ in range(size)])
+
+
+def collate(examples: list[Example]) -> Batch:
+    img = lambda a: torch.from_numpy(np.stack(a)).permute(0, 3, 1, 2).float()  # noqa: E731
+    vec = lambda a: torch.from_numpy(np.stack(a)).float()  # noqa: E731
+    return Batch(img([e.source for e in examples]), vec([e.source_motion for e in examples]),
+                 vec([e.driving_motion for e in examples]), [e.target.camera for e in examples],
+                 img([e.target.rgb for e in examples]), img([e.target_low.rgb for e in examples]),
+                 vec([e.target_low.alpha for e in examples]), vec([e.target_low.depth for e in examples]))
+
+
+def held_out(data: SyntheticSet, n: int, seed: int = 1234) -> list[Example]:
+    """n examples whose target cameras were never used in training (same subjects)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        s = i % len(data.subjects)
+        e = int(rng.integers(len(data.expressions[s])))
+        out.append(data.example(s, e, e, data.cameras[s][0], data.gen.camera(rng)))
+    return out
