@@ -25,13 +25,14 @@ from .motion.pose import quat_to_matrix
 from .motion.smoothing import MotionSmoother
 from .motion.solver import MotionSolver
 from .reconstruct.fit_reconstructor import FitReconstructor
+from .reconstruct.portrait4d_source import face_crop
 from .render.camera import Camera
 from .render.mesh_renderer import MeshRenderer, RenderOutput
 from .store import AvatarStore
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, float], None]
-RECONSTRUCTORS = ("fit",)
+RECONSTRUCTORS = ("fit", "portrait4d")
 
 
 @dataclass(frozen=True)
@@ -47,14 +48,17 @@ class AvatarService:
     """Thread-safe facade over reconstructor, store, solver and renderer."""
 
     def __init__(self, data_dir: Path | str, limits: Limits = Limits(),
-                 analyzer: FaceAnalyzer | None = None, renderer_cache: int = 8):
+                 analyzer: FaceAnalyzer | None = None, renderer_cache: int = 8,
+                 portrait4d_weights: Path | str | None = None):
         self.limits = limits
         self.head: HeadModel = load_head_model()
         self.analyzer = analyzer or shared_analyzer()
         self.store = AvatarStore(Path(data_dir), max_avatars=limits.max_avatars)
         self.reconstructor = FitReconstructor(self.analyzer, self.head)
         self.solver = MotionSolver(self.analyzer, self.head)
-        self._renderers: OrderedDict[str, MeshRenderer] = OrderedDict()
+        self._renderers: OrderedDict[str, object] = OrderedDict()  # MeshRenderer or Portrait4DDriver
+        self._portrait4d_weights = portrait4d_weights
+        self._portrait4d = None
         self._renderer_cache = renderer_cache
         self._lock = threading.Lock()
 
@@ -76,7 +80,10 @@ class AvatarService:
         if avatar_id in self.store:
             progress("done", 1.0)
             return self.store.get(avatar_id).summary()
+        model = self._portrait4d_model() if reconstructor == "portrait4d" else None
         avatar = self.reconstructor.create(rgb, avatar_id, name or f"avatar-{avatar_id[:6]}", progress)
+        if model is not None:
+            self._add_portrait4d_source(avatar, rgb, model.config.encoder.image_size)
         self.store.put(avatar)
         return avatar.summary()
 
@@ -108,6 +115,8 @@ class AvatarService:
         camera = camera or Camera.orbit()
         self._check_camera(camera)
         renderer = self._renderer(avatar_id)
+        if not isinstance(renderer, MeshRenderer):  # a learned avatar renders its own volume
+            return renderer.render(motion, camera)
         return renderer.render(self.vertices(avatar_id, motion), camera)
 
     def drive(self, avatar_id: str, frames: Iterable[MotionFrame], camera: Camera | None = None,
@@ -142,12 +151,39 @@ class AvatarService:
                 self._renderers.move_to_end(avatar_id)
                 return self._renderers[avatar_id]
         avatar = self.store.get(avatar_id)
-        renderer = MeshRenderer(self.head.faces, self.head.face_uvs, avatar.tensors["texture"])
+        if avatar.reconstructor == "portrait4d":
+            renderer = self._portrait4d_driver(avatar)
+        else:
+            renderer = MeshRenderer(self.head.faces, self.head.face_uvs, avatar.tensors["texture"])
         with self._lock:
             self._renderers[avatar_id] = renderer
             while len(self._renderers) > self._renderer_cache:
                 self._renderers.popitem(last=False)
         return renderer
+
+    def _portrait4d_model(self):
+        """The learned reconstructor, loaded once; FailedPrecondition when no weights exist."""
+        from .reconstruct.portrait4d import load_checkpoint
+
+        with self._lock:
+            if self._portrait4d is None:
+                self._portrait4d = load_checkpoint(self._portrait4d_weights)
+            return self._portrait4d
+
+    def _add_portrait4d_source(self, avatar: Avatar, rgb: np.ndarray, size: int) -> None:
+        """A learned avatar keeps the fitted head (mesh export, sampling band) plus the face
+        crop and expression its encoders need."""
+        landmarks = self.analyzer.landmarks(rgb).landmarks
+        avatar.reconstructor = "portrait4d"
+        avatar.tensors["source_image"] = face_crop(rgb, landmarks, size)
+        avatar.tensors["source_arkit"] = avatar.tensors["source_expression"]
+
+    def _portrait4d_driver(self, avatar: Avatar):
+        from .reconstruct.portrait4d import Portrait4DDriver
+
+        source = MotionFrame(avatar.tensors["source_arkit"])
+        return Portrait4DDriver(self._portrait4d_model(), avatar.tensors["source_image"], source,
+                                head=self.head, identity=avatar.tensors["identity"])
 
     def _check_camera(self, camera: Camera) -> None:
         side = self.limits.max_render_side

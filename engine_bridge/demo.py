@@ -27,6 +27,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--size", type=int, default=512, help="frame width and height in pixels")
     p.add_argument("--clip", default="demo", help="built-in motion clip")
     p.add_argument("--data-dir", type=Path, help="avatar store (default: OUT/store)")
+    p.add_argument("--reconstructor", default="fit", choices=("fit", "portrait4d"))
+    p.add_argument("--weights", type=Path, help="portrait4d checkpoint folder")
     p.set_defaults(func=run)
 
 
@@ -40,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out
     (out / "frames").mkdir(parents=True, exist_ok=True)
     stage("starting the runtime")
-    service = AvatarService(args.data_dir or out / "store")
+    service = AvatarService(args.data_dir or out / "store", portrait4d_weights=args.weights)
     service.warm_up()
     server, endpoint = create_server(service, "tcp://127.0.0.1:0")
     server.start()
@@ -60,7 +62,8 @@ def _session(client, args: argparse.Namespace, out: Path) -> int:
     stage("creating the avatar")
     started = time.perf_counter()
     with tqdm(total=100, desc="create", unit="%", leave=False) as bar:
-        summary = client.create_avatar(image, name="demo", progress=lambda s, f: _advance(bar, s, f))
+        summary = client.create_avatar(image, name="demo", reconstructor=args.reconstructor,
+                                       progress=lambda s, f: _advance(bar, s, f))
     stage(f"avatar {summary['id']} in {time.perf_counter() - started:.2f} s "
           f"(landmark error {summary['meta'].get('landmark_error_px_median', float('nan')):.2f} px)")
 

@@ -34,6 +34,9 @@ def add_parser(subparsers) -> None:
                    help="ZeroMQ ROUTER endpoint ('none' to disable; default: %(default)s)")
     p.add_argument("--data-dir", type=Path, default=Path("avatar_store"),
                    help="avatar store folder (default: ./%(default)s)")
+    p.add_argument("--weights", type=Path, default=None,
+                   help="portrait4d checkpoint folder (model.safetensors + config.json); "
+                        "default: $AVATAR_PORTRAIT4D_WEIGHTS; without one, portrait4d is refused")
     limits = p.add_argument_group("limits")
     limits.add_argument("--max-message-bytes", type=int, default=DEFAULT_MAX_MESSAGE_BYTES,
                         help="largest request/reply on either transport (default: 64 MiB)")
@@ -94,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
 
     limits = BridgeLimits(max_message_bytes=args.max_message_bytes,
                           max_drive_sessions=args.max_drive_sessions, max_fps=args.max_fps)
-    service = AvatarService(args.data_dir, Limits(max_avatars=args.max_avatars))
+    service = AvatarService(args.data_dir, Limits(max_avatars=args.max_avatars),
+                            portrait4d_weights=args.weights)
     service.warm_up()
     handlers = RuntimeHandlers(service, limits)
     servers, bound = [], []
