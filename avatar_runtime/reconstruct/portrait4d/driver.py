@@ -55,7 +55,7 @@ class Portrait4DDriver:
                  config: DriverConfig = DriverConfig()):
         self.model, self.head, self.identity, self.config = model.eval(), head, identity, config
         self.device = next(model.parameters()).device
-        image = torch.from_numpy(source_image).permute(2, 0, 1)[None].float().to(self.device) / 255
+        image = torch.from_numpy(np.array(source_image)).permute(2, 0, 1)[None].float().to(self.device) / 255
         self._source_motion = motion_batch([source_motion], self.device)
         with torch.no_grad():
             self.cache = model.encode_source(image, self._source_motion)
