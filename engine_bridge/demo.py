@@ -83,12 +83,13 @@ def _session(client, args: argparse.Namespace, out: Path) -> int:
 
     stage("writing preview, turntable, contact sheet and mesh")
     fps = 1.0 / (clip[1].timecode - clip[0].timecode) if len(clip) > 1 else 30.0
-    write_gif(out / "preview.gif", driven, fps)
-    write_gif(out / "turntable.gif", turntable + turntable[::-1], 20)
+    write_mp4(out / "preview.mp4", driven, fps)
+    write_mp4(out / "turntable.mp4", turntable + turntable[::-1], 20)
+    write_gif(out / "turntable.gif", [half(f) for f in turntable + turntable[::-1]], 20)
     picks = [driven[int(i)] for i in np.linspace(0, len(driven) - 1, 8)] + turntable[::8][:4]
     cv2.imwrite(str(out / "contact_sheet.png"), cv2.cvtColor(contact_sheet(picks, 4), cv2.COLOR_RGB2BGR))
     (out / "avatar.glb").write_bytes(client.export_mesh(summary["id"]))
-    stage(f"done: {len(driven)} frames in {out / 'frames'}, preview.gif, turntable.gif, "
+    stage(f"done: {len(driven)} frames in {out / 'frames'}, preview.mp4, turntable.mp4/.gif, "
           f"contact_sheet.png, avatar.glb in {out}")
     return 0
 
@@ -116,6 +117,20 @@ def write_rgba(path: Path, rgba: np.ndarray) -> None:
 def over_backdrop(rgba: np.ndarray) -> np.ndarray:
     alpha = rgba[..., 3:4].astype(np.float32) / 255
     return (rgba[..., :3] * alpha + np.array(BACKDROP) * (1 - alpha)).astype(np.uint8)
+
+
+def write_mp4(path: Path, frames: list[np.ndarray], fps: float) -> None:
+    """RGBA frames over the backdrop as an MPEG-4 video (OpenCV's bundled FFmpeg)."""
+    h, w = frames[0].shape[:2]
+    video = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    for frame in frames:
+        video.write(cv2.cvtColor(over_backdrop(frame), cv2.COLOR_RGB2BGR))
+    video.release()
+
+
+def half(rgba: np.ndarray) -> np.ndarray:
+    """Half-size frame: GIF quantisation is slow, and a GIF is for a quick look."""
+    return cv2.resize(rgba, (rgba.shape[1] // 2, rgba.shape[0] // 2), interpolation=cv2.INTER_AREA)
 
 
 def write_gif(path: Path, frames: list[np.ndarray], fps: float) -> None:
