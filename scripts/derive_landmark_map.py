@@ -111,8 +111,11 @@ def expression_response(head, analyzer, embedding: LandmarkEmbedding) -> np.ndar
         weights = np.zeros(len(ARKIT_NAMES), np.float32)
         weights[k] = 1.0
         travel = (detect(head.shape(expression=weights)) - neutral) * metres_per_px * (1.0, -1.0)
-        # A detection that jumps much further than the skin moved is a detector failure.
-        ok = np.linalg.norm(travel, axis=1) < 1.5 * np.linalg.norm(geometric[k], axis=1).max() + 1e-3
+        # Trust the detector only where the expression moves the skin at all (elsewhere any
+        # travel is the detector's cross-talk), and not where it jumps much further than
+        # the skin moved (a detector failure).
+        moved = np.linalg.norm(geometric[k], axis=1)
+        ok = (moved > 0.05 * moved.max()) & (np.linalg.norm(travel, axis=1) < 1.5 * moved.max() + 1e-3)
         out[k, ok, :2] = travel[ok]
         print(f"  {name:20s} max travel {np.linalg.norm(out[k], axis=1).max() * 1000:5.1f} mm"
               f"{f', {(~ok).sum()} landmarks kept geometric' if (~ok).any() else ''}")

@@ -7,7 +7,7 @@ import numpy as np
 from ..faces.detector import FaceAnalyzer
 from ..head.landmarks import load_landmark_embedding
 from ..head.model import HeadModel, load_head_model
-from ..reconstruct.fit import FitResult, LandmarkFitter, photo_camera
+from ..reconstruct.fit import FitResult, FitSettings, LandmarkFitter, photo_camera
 from .frame import MotionFrame
 from .pose import matrix_to_quat
 
@@ -20,7 +20,8 @@ class MotionSolver:
     def __init__(self, analyzer: FaceAnalyzer, head: HeadModel | None = None):
         self.analyzer = analyzer
         self.head = head or load_head_model()
-        self.fitter = LandmarkFitter(self.head, load_landmark_embedding())
+        self.fitter = LandmarkFitter(self.head, load_landmark_embedding(),
+                                     FitSettings(pose_uses_contour=True), detector_response=True)
 
     def solve_image(self, rgb: np.ndarray, identity: np.ndarray | None = None,
                     sequence: int = 0, timecode: float = 0.0,

@@ -25,7 +25,7 @@ from ..render.camera import Camera
 # OpenCV camera axes (x right, y down, looking down +Z) from OpenGL ones, and back.
 GL_FROM_CV = np.diag([1.0, -1.0, -1.0])
 FITTED_EXPRESSIONS = np.array([i for i in range(NUM_ARKIT) if i != ARKIT_INDEX["tongueOut"]])
-PNP_LANDMARKS = np.setdiff1d(np.arange(468), FACE_OVAL)
+INNER_LANDMARKS = np.setdiff1d(np.arange(468), FACE_OVAL)
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,10 @@ class FitSettings:
     expression_prior: float = 0.0005
     iterations: int = 5
     huber_percent: float = 1.5     # residuals above this (per cent of face size) are down-weighted
+    # Pose from the contour too: it carries the yaw cue the inner landmarks under-report
+    # (a 30 deg turn reads ~5 deg short without it), but a photo's contour is often hidden
+    # by hair, so avatar creation leaves it out and the motion solver uses it.
+    pose_uses_contour: bool = False
 
 
 @dataclass(frozen=True)
@@ -59,16 +63,21 @@ class LandmarkFitter:
     """Fits `HeadModel` to landmarks; `identity` fixed -> expression + pose only (the solver)."""
 
     def __init__(self, head: HeadModel, embedding: LandmarkEmbedding,
-                 settings: FitSettings = FitSettings()):
+                 settings: FitSettings = FitSettings(), detector_response: bool = False):
+        """detector_response: fit expressions against the detector's measured landmark travel
+        (best for reading motion) instead of the surface's own (what texture baking needs:
+        the geometry must land on the photo's features)."""
         self.head, self.embedding, self.settings = head, embedding, settings
         self.base = embedding.points(head, head.template).astype(np.float64)             # [L, 3]
         self.id_basis = embedding.basis(head, head.identity_basis).astype(np.float64)    # [K, L, 3]
-        # The detector's measured response to each expression (scripts/derive_landmark_map.py).
-        self.expr_basis = embedding.expression_basis(head).astype(np.float64)[FITTED_EXPRESSIONS]
+        expr = (embedding.expression_basis(head) if detector_response
+                else embedding.basis(head, head.expression_basis))
+        self.expr_basis = expr.astype(np.float64)[FITTED_EXPRESSIONS]
         self.weights = LandmarkEmbedding.default_weights().astype(np.float64)
         bounds = [(-1.0, 1.0) if not n.startswith("phenotype:") else (-0.5, 0.5)
                   for n in head.identity_names]
         self.id_bounds = np.array(bounds).T
+        self._pose_landmarks = np.arange(468) if settings.pose_uses_contour else INNER_LANDMARKS
 
     def fit(self, landmarks: np.ndarray, camera: Camera, identity: np.ndarray | None = None,
             initial: FitResult | None = None, bias: np.ndarray | None = None) -> FitResult:
@@ -113,12 +122,14 @@ class LandmarkFitter:
         if initial is not None:
             rvec = cv2.Rodrigues(GL_FROM_CV @ initial.rotation)[0]
             return rvec, (GL_FROM_CV @ initial.translation).reshape(3, 1)
-        ok, rvec, tvec = cv2.solvePnP(points[PNP_LANDMARKS], uv[PNP_LANDMARKS], camera.intrinsics,
+        pnp = self._pose_landmarks
+        ok, rvec, tvec = cv2.solvePnP(points[pnp], uv[pnp], camera.intrinsics,
                                       None, flags=cv2.SOLVEPNP_SQPNP)
         return rvec, tvec
 
     def _solve_pose(self, points, uv, camera, rvec, tvec):
-        _, rvec, tvec = cv2.solvePnP(points[PNP_LANDMARKS], uv[PNP_LANDMARKS], camera.intrinsics,
+        pnp = self._pose_landmarks
+        _, rvec, tvec = cv2.solvePnP(points[pnp], uv[pnp], camera.intrinsics,
                                      None, rvec.copy(), tvec.copy(), useExtrinsicGuess=True,
                                      flags=cv2.SOLVEPNP_ITERATIVE)
         return rvec, tvec
