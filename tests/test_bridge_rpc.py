@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -205,20 +206,31 @@ def test_drive_empty_stream(client, astronaut_id):
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_eight_concurrent_drive_sessions(servers, astronaut_id, transport):
-    n = 60
+    """8 sessions x 200 frames (small frames: this is about ordering and memory)."""
+    n, camera = 200, Camera.orbit(width=48, height=48)
 
     def session(k: int) -> list[int]:
         with servers.client(transport) as c:
             frames = [motion(1000 * k + i) for i in range(n)]
-            return [f.sequence for f in c.drive(astronaut_id, frames, CAMERA, window=1)]
+            return [f.sequence for f in c.drive(astronaut_id, frames, camera, window=1)]
 
+    rss_before = _rss_bytes()
     started = time.perf_counter()
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(session, range(8)))
     for k, sequences in enumerate(results):
         assert sequences == [1000 * k + i for i in range(n)]
-    assert time.perf_counter() - started < 120
+    assert time.perf_counter() - started < 240
     assert _wait(lambda: servers.handlers.sessions.active == 0)
+    growth = _rss_bytes() - rss_before
+    print(f"{transport}: RSS grew {growth / 1e6:.1f} MB over 8 x {n} frames")
+    assert growth < 150e6
+
+
+def _rss_bytes() -> int:
+    """Resident set size of this process (the servers run in it)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def _wait(condition, timeout: float = 10.0) -> bool:
