@@ -44,6 +44,12 @@ class Smoothing:
     beta: float = 0.3
 
 
+@dataclass(frozen=True)
+class _Rig:
+    renderer: object       # MeshRenderer, or a Portrait4DDriver for learned avatars
+    identity: np.ndarray   # [K] the fitted head's identity
+
+
 class AvatarService:
     """Thread-safe facade over reconstructor, store, solver and renderer."""
 
@@ -56,7 +62,7 @@ class AvatarService:
         self.store = AvatarStore(Path(data_dir), max_avatars=limits.max_avatars)
         self.reconstructor = FitReconstructor(self.analyzer, self.head)
         self.solver = MotionSolver(self.analyzer, self.head)
-        self._renderers: OrderedDict[str, object] = OrderedDict()  # MeshRenderer or Portrait4DDriver
+        self._renderers: OrderedDict[str, _Rig] = OrderedDict()
         self._portrait4d_weights = portrait4d_weights
         self._portrait4d = None
         self._renderer_cache = renderer_cache
@@ -104,7 +110,9 @@ class AvatarService:
     # -- motion + rendering ------------------------------------------------------------
     def vertices(self, avatar_id: str, motion: MotionFrame) -> np.ndarray:
         """[V, 3] the avatar's head deformed and posed by `motion` (world, metres)."""
-        identity = self.store.get(avatar_id).tensors["identity"]
+        return self._posed(self._rig(avatar_id).identity, motion)
+
+    def _posed(self, identity: np.ndarray, motion: MotionFrame) -> np.ndarray:
         shaped = self.head.shape(identity, motion.arkit)
         return self.head.pose(shaped, quat_to_matrix(motion.head_rotation), motion.head_translation)
 
@@ -114,10 +122,10 @@ class AvatarService:
         motion = motion or MotionFrame.neutral()
         camera = camera or Camera.orbit()
         self._check_camera(camera)
-        renderer = self._renderer(avatar_id)
-        if not isinstance(renderer, MeshRenderer):  # a learned avatar renders its own volume
-            return renderer.render(motion, camera)
-        return renderer.render(self.vertices(avatar_id, motion), camera)
+        rig = self._rig(avatar_id)
+        if not isinstance(rig.renderer, MeshRenderer):  # a learned avatar renders its own volume
+            return rig.renderer.render(motion, camera)
+        return rig.renderer.render(self._posed(rig.identity, motion), camera)
 
     def drive(self, avatar_id: str, frames: Iterable[MotionFrame], camera: Camera | None = None,
               smoothing: Smoothing = Smoothing()) -> Iterator[tuple[MotionFrame, RenderOutput]]:
@@ -145,7 +153,8 @@ class AvatarService:
         return mesh_files(self.store.get(avatar_id), self.head, format, f"avatar-{avatar_id}", expression)
 
     # -- internals ---------------------------------------------------------------------
-    def _renderer(self, avatar_id: str) -> MeshRenderer:
+    def _rig(self, avatar_id: str) -> "_Rig":
+        """What rendering an avatar needs, cached per avatar (no store read per frame)."""
         with self._lock:
             if avatar_id in self._renderers:
                 self._renderers.move_to_end(avatar_id)
@@ -155,11 +164,12 @@ class AvatarService:
             renderer = self._portrait4d_driver(avatar)
         else:
             renderer = MeshRenderer(self.head.faces, self.head.face_uvs, avatar.tensors["texture"])
+        rig = _Rig(renderer, avatar.tensors["identity"])
         with self._lock:
-            self._renderers[avatar_id] = renderer
+            self._renderers[avatar_id] = rig
             while len(self._renderers) > self._renderer_cache:
                 self._renderers.popitem(last=False)
-        return renderer
+        return rig
 
     def _portrait4d_model(self):
         """The learned reconstructor, loaded once; FailedPrecondition when no weights exist."""
