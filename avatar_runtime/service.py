@@ -163,7 +163,9 @@ class AvatarService:
         if avatar.reconstructor == "portrait4d":
             renderer = self._portrait4d_driver(avatar)
         else:
-            renderer = MeshRenderer(self.head.faces, self.head.face_uvs, avatar.tensors["texture"])
+            # 4 sub-pixel rays per edge pixel (D3D 4x MSAA pattern): 8 cost 2-3 ms more at 512^2.
+            renderer = MeshRenderer(self.head.faces, self.head.face_uvs, avatar.tensors["texture"],
+                                    aa_samples=4)
         rig = _Rig(renderer, avatar.tensors["identity"])
         with self._lock:
             self._renderers[avatar_id] = rig
