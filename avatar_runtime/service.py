@@ -20,6 +20,7 @@ from .faces.image import decode_image
 from .head.model import HeadModel, load_head_model
 from .limits import Limits
 from .mesh.export import mesh_files
+from .mesh.inputs import check_expression
 from .motion.frame import MotionFrame
 from .motion.pose import quat_to_matrix
 from .motion.smoothing import MotionSmoother
@@ -148,9 +149,18 @@ class AvatarService:
                                        bias=tensors.get("landmark_bias"))
 
     def export_mesh(self, avatar_id: str, format: str = "glb",
-                    expression: np.ndarray | None = None) -> dict[str, bytes]:
-        """The avatar's mesh as {file name: bytes} (glb/ply: one file; obj: + .mtl + .png)."""
-        return mesh_files(self.store.get(avatar_id), self.head, format, f"avatar-{avatar_id}", expression)
+                    expression: np.ndarray | None = None, source: str = "mesh") -> dict[str, bytes]:
+        """The avatar's mesh as {file name: bytes} (glb/ply: one file; obj: + .mtl + .png).
+
+        source="volume": a portrait4d avatar's learned field, animated to `expression`
+        (neutral by default), as an extracted surface (glb only).
+        """
+        avatar = self.store.get(avatar_id)
+        field = None
+        if source == "volume" and avatar.reconstructor == "portrait4d":
+            field = self._portrait4d_field(avatar_id, expression)
+        return mesh_files(avatar, self.head, format, f"avatar-{avatar_id}", expression,
+                          source=source, field=field)
 
     # -- internals ---------------------------------------------------------------------
     def _rig(self, avatar_id: str) -> "_Rig":
@@ -196,6 +206,18 @@ class AvatarService:
         source = MotionFrame(avatar.tensors["source_arkit"])
         return Portrait4DDriver(self._portrait4d_model(), avatar.tensors["source_image"], source,
                                 head=self.head, identity=avatar.tensors["identity"])
+
+    def _portrait4d_field(self, avatar_id: str, expression: np.ndarray | None):
+        """The avatar's TriplaneField for `expression` (head pose neutral), from its driver."""
+        import torch
+
+        from .reconstruct.portrait4d.motion import motion_batch
+
+        driver = self._rig(avatar_id).renderer
+        motion = MotionFrame(check_expression(expression))  # None -> neutral
+        with torch.no_grad():
+            planes = driver.model.animate(driver.cache, motion_batch([motion], driver.device))
+        return driver.model.field(planes[0])
 
     def _check_camera(self, camera: Camera) -> None:
         side = self.limits.max_render_side

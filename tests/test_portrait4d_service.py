@@ -47,3 +47,17 @@ def test_portrait4d_avatar_renders_drives_and_exports(learned_service, astronaut
     assert [f.sequence for f, _ in driven] == [0, 1]
     glb = learned_service.export_mesh(summary["id"], "glb")
     assert next(iter(glb.values()))[:4] == b"glTF"
+
+
+def test_portrait4d_volume_export_goes_through_the_field(learned_service, astronaut_png):
+    """The untrained fixture's field may or may not have a surface: either a valid glb or a
+    clear FAILED_PRECONDITION, never an internal error."""
+    avatar_id = learned_service.create(astronaut_png, reconstructor="portrait4d")["id"]
+    try:
+        files = learned_service.export_mesh(avatar_id, "glb", source="volume")
+    except errors.FailedPrecondition as err:
+        assert "density" in err.message
+    else:
+        assert next(iter(files.values()))[:4] == b"glTF"
+    with pytest.raises(errors.InvalidArgument, match="glb only"):
+        learned_service.export_mesh(avatar_id, "obj", source="volume")

@@ -12,10 +12,12 @@ from ..head.model import HeadModel
 from .files import write_atomically
 from .formats import obj_files, ply_bytes
 from .gltf import export_glb
+from .gltf_static import field_glb
 from .inputs import check_expression
 
 FORMATS = ("glb", "obj", "ply")
 MESH_TENSORS = ("identity", "texture")  # what a parametric-head avatar must carry
+SOURCES = ("mesh", "volume")  # the fitted head, or the surface extracted from the learned field
 
 
 def export_avatar(avatar: Avatar, head: HeadModel, format: str, out_path: Path | str,
@@ -34,8 +36,17 @@ def export_avatar(avatar: Avatar, head: HeadModel, format: str, out_path: Path |
 
 
 def mesh_files(avatar: Avatar, head: HeadModel, format: str, stem: str,
-               expression: np.ndarray | None = None) -> dict[str, bytes]:
-    """{file name: bytes} of the export, main file first (obj adds its .mtl and .png)."""
+               expression: np.ndarray | None = None, source: str = "mesh",
+               field=None) -> dict[str, bytes]:
+    """{file name: bytes} of the export, main file first (obj adds its .mtl and .png).
+
+    source="volume" (portrait4d avatars, glb only) exports the iso-surface of `field`, the
+    avatar's radiance field (a `TriplaneField`) already animated to `expression`.
+    """
+    if source == "volume":
+        return {f"{stem}.glb": _volume_glb(avatar, format, field)}
+    if source != "mesh":
+        raise InvalidArgument(f"unknown export source {source!r}; allowed: {', '.join(SOURCES)}")
     if format not in FORMATS:
         raise InvalidArgument(f"unsupported export format {format!r}; allowed: {', '.join(FORMATS)}")
     identity, texture = _mesh_tensors(avatar)
@@ -45,6 +56,18 @@ def mesh_files(avatar: Avatar, head: HeadModel, format: str, stem: str,
     if format == "obj":
         return obj_files(head, head.shape(identity, expression), texture, stem)
     return {f"{stem}.ply": ply_bytes(head, head.shape(identity, expression), texture)}
+
+
+def _volume_glb(avatar: Avatar, format: str, field) -> bytes:
+    """The extracted surface of a learned avatar's field as .glb bytes."""
+    if avatar.reconstructor != "portrait4d":
+        raise Unimplemented(f"volume export needs a portrait4d avatar; avatar {avatar.id!r} "
+                            f"was made by {avatar.reconstructor!r}")
+    if format != "glb":
+        raise InvalidArgument(f"volume export writes glb only, not {format!r}")
+    if field is None:
+        raise InvalidArgument("volume export needs the avatar's radiance field")
+    return field_glb(field, name=avatar.name)
 
 
 def _check_target(format: str, out: Path) -> Path:
