@@ -221,15 +221,16 @@ class AvatarClient(ABC):
                                         sequence=sequence, timecode=timecode)
         return motion_from_proto(self._unary("SolveMotion", request, pb.MotionFrame, timeout))
 
-    def export_mesh(self, avatar_id: str, motion=None, format: str = "glb",
+    def export_mesh(self, avatar_id: str, motion=None, format: str = "glb", source: str = "mesh",
                     timeout: float | None = 120.0) -> bytes:
         """The avatar's main mesh file (.glb by default) as bytes."""
-        return next(iter(self.export_mesh_files(avatar_id, motion, format, timeout).values()))
+        return next(iter(self.export_mesh_files(avatar_id, motion, format, source, timeout).values()))
 
     def export_mesh_files(self, avatar_id: str, motion=None, format: str = "glb",
-                          timeout: float | None = 120.0) -> dict[str, bytes]:
-        """{file name: bytes} of the export, main file first (obj adds .mtl and .png)."""
-        request = pb.ExportMeshRequest(avatar_id=avatar_id, format=format)
+                          source: str = "mesh", timeout: float | None = 120.0) -> dict[str, bytes]:
+        """{file name: bytes} of the export, main file first (obj adds .mtl and .png);
+        source "volume" extracts a portrait4d avatar's learned surface."""
+        request = pb.ExportMeshRequest(avatar_id=avatar_id, format=format, source=source)
         if motion is not None:
             request.motion.CopyFrom(_motion(motion))
         files: dict[str, bytearray] = {}

@@ -230,7 +230,8 @@ class RuntimeHandlers:
     def export_mesh(self, req: pb.ExportMeshRequest) -> Iterator[pb.MeshChunk]:
         """The avatar's mesh files, each streamed in chunks (expression from `req.motion`)."""
         motion = motion_from_proto(req.motion if req.HasField("motion") else None)
-        files = self.service.export_mesh(req.avatar_id, req.format or "glb", motion.arkit)
+        files = self.service.export_mesh(req.avatar_id, req.format or "glb", motion.arkit,
+                                         source=req.source or "mesh")
         size = int(req.chunk_bytes) or DEFAULT_CHUNK_BYTES
         size = min(size, max(1024, self.limits.max_message_bytes - 1024))
         for name, data in files.items():

@@ -148,6 +148,8 @@ def test_export_mesh(client, astronaut_id):
     assert [name.rsplit(".", 1)[1] for name in files] == ["obj", "mtl", "png"]
     assert files[next(iter(files))].startswith(b"#") or b"\nv " in files[next(iter(files))]
     assert code_of(lambda: client.export_mesh(astronaut_id, format="fbx")) == "INVALID_ARGUMENT"
+    # A fit avatar has no learned field to extract.
+    assert code_of(lambda: client.export_mesh(astronaut_id, source="volume")) == "UNIMPLEMENTED"
     assert code_of(lambda: client.export_mesh("0123456789abcdef")) == "NOT_FOUND"
 
 

@@ -268,16 +268,18 @@ class SolveMotionRequest(_message.Message):
     def __init__(self, image: _Optional[bytes] = ..., avatar_id: _Optional[str] = ..., sequence: _Optional[int] = ..., timecode: _Optional[float] = ...) -> None: ...
 
 class ExportMeshRequest(_message.Message):
-    __slots__ = ("avatar_id", "motion", "chunk_bytes", "format")
+    __slots__ = ("avatar_id", "motion", "chunk_bytes", "format", "source")
     AVATAR_ID_FIELD_NUMBER: _ClassVar[int]
     MOTION_FIELD_NUMBER: _ClassVar[int]
     CHUNK_BYTES_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
     avatar_id: str
     motion: MotionFrame
     chunk_bytes: int
     format: str
-    def __init__(self, avatar_id: _Optional[str] = ..., motion: _Optional[_Union[MotionFrame, _Mapping]] = ..., chunk_bytes: _Optional[int] = ..., format: _Optional[str] = ...) -> None: ...
+    source: str
+    def __init__(self, avatar_id: _Optional[str] = ..., motion: _Optional[_Union[MotionFrame, _Mapping]] = ..., chunk_bytes: _Optional[int] = ..., format: _Optional[str] = ..., source: _Optional[str] = ...) -> None: ...
 
 class MeshChunk(_message.Message):
     __slots__ = ("data", "offset", "total_bytes", "mime_type", "file_name")
