@@ -26,7 +26,6 @@ from .motion.pose import quat_to_matrix
 from .motion.smoothing import MotionSmoother
 from .motion.solver import MotionSolver
 from .reconstruct.fit_reconstructor import FitReconstructor
-from .reconstruct.portrait4d_source import face_crop
 from .render.camera import Camera
 from .render.mesh_renderer import MeshRenderer, RenderOutput
 from .store import AvatarStore
@@ -87,10 +86,12 @@ class AvatarService:
         if avatar_id in self.store:
             progress("done", 1.0)
             return self.store.get(avatar_id).summary()
-        model = self._portrait4d_model() if reconstructor == "portrait4d" else None
-        avatar = self.reconstructor.create(rgb, avatar_id, name or f"avatar-{avatar_id[:6]}", progress)
-        if model is not None:
-            self._add_portrait4d_source(avatar, rgb, model.config.encoder.image_size)
+        # A learned avatar keeps the fitted head (mesh export, sampling band) plus the face
+        # crop its encoders read; its weights are checked before any work is done.
+        crop = self._portrait4d_model().config.encoder.image_size if reconstructor == "portrait4d" else None
+        avatar = self.reconstructor.create(rgb, avatar_id, name or f"avatar-{avatar_id[:6]}", progress,
+                                           crop_size=crop)
+        avatar.reconstructor = reconstructor
         self.store.put(avatar)
         return avatar.summary()
 
@@ -192,18 +193,10 @@ class AvatarService:
                 self._portrait4d = load_checkpoint(self._portrait4d_weights)
             return self._portrait4d
 
-    def _add_portrait4d_source(self, avatar: Avatar, rgb: np.ndarray, size: int) -> None:
-        """A learned avatar keeps the fitted head (mesh export, sampling band) plus the face
-        crop and expression its encoders need."""
-        landmarks = self.analyzer.landmarks(rgb).landmarks
-        avatar.reconstructor = "portrait4d"
-        avatar.tensors["source_image"] = face_crop(rgb, landmarks, size)
-        avatar.tensors["source_arkit"] = avatar.tensors["source_expression"]
-
     def _portrait4d_driver(self, avatar: Avatar):
         from .reconstruct.portrait4d import Portrait4DDriver
 
-        source = MotionFrame(avatar.tensors["source_arkit"])
+        source = MotionFrame(avatar.tensors["source_expression"])
         return Portrait4DDriver(self._portrait4d_model(), avatar.tensors["source_image"], source,
                                 head=self.head, identity=avatar.tensors["identity"])
 

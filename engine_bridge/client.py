@@ -87,10 +87,6 @@ class SendWindow:
         self._cond = threading.Condition()
         self._closed = False
 
-    def has_room(self) -> bool:
-        with self._cond:
-            return self._closed or len(self._sent) < self.size
-
     def acquire(self, sequence: int) -> bool:
         """Wait for room; record `sequence` as sent. False once closed."""
         with self._cond:

@@ -23,11 +23,10 @@ from avatar_runtime.service import AvatarService, Smoothing
 from .config import BridgeLimits, DeadlineExceeded
 from .convert import (RenderOptions, avatar_to_proto, camera_from_proto, frame_to_proto,
                       motion_from_proto, motion_to_proto)
-
-FrameTap = Callable[[str, MotionFrame], None]
 from .generated import pb
 
 log = logging.getLogger(__name__)
+FrameTap = Callable[[str, MotionFrame], None]
 MIME_TYPES = {"glb": "model/gltf-binary", "obj": "model/obj", "mtl": "model/mtl",
               "png": "image/png", "ply": "application/ply"}
 DEFAULT_CHUNK_BYTES = 1024 * 1024
@@ -102,6 +101,10 @@ class DriveInbox:
                                 "supported yet; send ARKit weights or an image")
         else:
             item = motion_from_proto(msg)
+        self.offer(item)
+
+    def offer(self, item: MotionFrame | _ImageMotion) -> None:
+        """Make an already-validated frame the pending one (latest-wins)."""
         with self._cond:
             if self._ended:
                 raise InvalidArgument("frame after the end of the drive stream")
@@ -300,7 +303,7 @@ class RuntimeHandlers:
         taken = 0
         for inbox in inboxes:
             try:
-                inbox.put(motion_to_proto(frame))
+                inbox.offer(frame)
                 taken += 1
             except AvatarError:
                 pass  # that session is ending

@@ -116,11 +116,6 @@ class ZmqServer:
         self._thread.start()
         return self
 
-    @property
-    def active_sessions(self) -> int:
-        with self._sessions_lock:
-            return len(self._sessions)
-
     def stop(self, grace: float = 10.0) -> None:
         """Refuse new calls, let in-flight ones finish (up to `grace` s), then close."""
         self._stopping.set()

@@ -3,14 +3,12 @@ closed-form fields of `reference_fields` built from the head template (no weight
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import open3d as o3d
 import pygltflib as gl
 import pytest
-import torch
 
 from avatar_runtime.avatar import Avatar
 from avatar_runtime.errors import FailedPrecondition, InvalidArgument, Unimplemented

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..motion.arkit import ARKIT_NAMES, NUM_ARKIT
+from ..motion.arkit import NUM_ARKIT
 
 BASIS_FILE = Path(__file__).resolve().parents[1] / "data" / "head_basis.npz"
 SKIN, EYE_LEFT, EYE_RIGHT, MOUTH_INTERIOR = 0, 1, 2, 3

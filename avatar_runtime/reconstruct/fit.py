@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from scipy.optimize import lsq_linear
 
-from ..head.landmarks import FACE_OVAL, IRISES, LandmarkEmbedding
+from ..head.landmarks import FACE_OVAL, LandmarkEmbedding
 from ..head.model import HeadModel
 from ..motion.arkit import ARKIT_INDEX, NUM_ARKIT
 from ..render.camera import Camera

@@ -17,6 +17,7 @@ from ..render.camera import Camera
 from ..render.mesh_renderer import MeshRenderer
 from ..render.picking import backproject
 from .fit import LandmarkFitter, photo_camera
+from .portrait4d_source import face_crop
 from .texture import bake_texture, texel_map
 
 log = logging.getLogger(__name__)
@@ -37,8 +38,13 @@ class FitReconstructor:
         texel_map(self.head, TEXTURE_SIZE)  # ~0.3 s once per process, not per avatar
 
     def create(self, rgb: np.ndarray, avatar_id: str, name: str = "",
-               progress: Progress = lambda stage, fraction: None) -> Avatar:
-        """RGB uint8 [H, W, 3] -> Avatar (raises NoFaceFound)."""
+               progress: Progress = lambda stage, fraction: None,
+               crop_size: int | None = None) -> Avatar:
+        """RGB uint8 [H, W, 3] -> Avatar (raises NoFaceFound).
+
+        crop_size: also keep the face crop a learned reconstructor's encoders read, as
+        tensor `source_image` [crop_size, crop_size, 3].
+        """
         rgb = _reduce(rgb)
         h, w = rgb.shape[:2]
         progress("landmarks", 0.1)
@@ -55,15 +61,18 @@ class FitReconstructor:
         progress("calibrate", 0.85)
         bias = self.landmark_bias(fit.identity, texture)
         progress("done", 1.0)
+        tensors = {
+            "identity": fit.identity,
+            "texture": texture,
+            "source_expression": fit.expression,
+            "source_rotation": fit.rotation.astype(np.float32),
+            "landmark_bias": bias,
+        }
+        if crop_size is not None:
+            tensors["source_image"] = face_crop(rgb, face.landmarks, crop_size)
         return Avatar(
             id=avatar_id, name=name, reconstructor=self.name, created_at=time.time(),
-            tensors={
-                "identity": fit.identity,
-                "texture": texture,
-                "source_expression": fit.expression,
-                "source_rotation": fit.rotation.astype(np.float32),
-                "landmark_bias": bias,
-            },
+            tensors=tensors,
             meta={
                 "image_size": [w, h],
                 "faces_found": face.num_faces,
