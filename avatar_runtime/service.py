@@ -21,8 +21,10 @@ from .head.model import HeadModel, load_head_model
 from .limits import Limits
 from .mesh.export import mesh_files
 from .mesh.inputs import check_expression
+from .motion.calibration import ResponseCalibration
 from .motion.frame import MotionFrame
 from .motion.pose import quat_to_matrix
+from .motion.response import GREY, ExpressionResponse, measure_response
 from .motion.smoothing import MotionSmoother
 from .motion.solver import MotionSolver
 from .reconstruct.fit_reconstructor import FitReconstructor
@@ -55,13 +57,17 @@ class AvatarService:
 
     def __init__(self, data_dir: Path | str, limits: Limits = Limits(),
                  analyzer: FaceAnalyzer | None = None, renderer_cache: int = 8,
-                 portrait4d_weights: Path | str | None = None):
+                 portrait4d_weights: Path | str | None = None, calibrate_after_create: bool = True):
+        """calibrate_after_create: measure a new avatar's expression response (what the
+        motion solver reads it with, ~5 s) in the background right away, not on first solve."""
         self.limits = limits
         self.head: HeadModel = load_head_model()
         self.analyzer = analyzer or shared_analyzer()
         self.store = AvatarStore(Path(data_dir), max_avatars=limits.max_avatars)
         self.reconstructor = FitReconstructor(self.analyzer, self.head)
         self.solver = MotionSolver(self.analyzer, self.head)
+        self.calibration = ResponseCalibration(self.store, self._measure_response)
+        self._calibrate_after_create = calibrate_after_create
         self._renderers: OrderedDict[str, _Rig] = OrderedDict()
         self._portrait4d_weights = portrait4d_weights
         self._portrait4d = None
@@ -93,6 +99,8 @@ class AvatarService:
                                            crop_size=crop)
         avatar.reconstructor = reconstructor
         self.store.put(avatar)
+        if self._calibrate_after_create:
+            self.calibration.start(avatar_id)
         return avatar.summary()
 
     def get(self, avatar_id: str) -> dict:
@@ -106,6 +114,7 @@ class AvatarService:
 
     def delete(self, avatar_id: str) -> None:
         self.store.delete(avatar_id)
+        self.calibration.forget(avatar_id)
         with self._lock:
             self._renderers.pop(avatar_id, None)
 
@@ -147,7 +156,8 @@ class AvatarService:
             return self.solver.solve_image(rgb, None, sequence, timecode)
         tensors = self.store.get(avatar_id).tensors
         return self.solver.solve_image(rgb, tensors["identity"], sequence, timecode,
-                                       bias=tensors.get("landmark_bias"))
+                                       bias=tensors.get("landmark_bias"),
+                                       response=self.calibration.get(avatar_id))
 
     def export_mesh(self, avatar_id: str, format: str = "glb",
                     expression: np.ndarray | None = None, source: str = "mesh") -> dict[str, bytes]:
@@ -211,6 +221,17 @@ class AvatarService:
         with torch.no_grad():
             planes = driver.model.animate(driver.cache, motion_batch([motion], driver.device))
         return driver.model.field(planes[0])
+
+    def _measure_response(self, avatar: Avatar, stop: threading.Event) -> ExpressionResponse | None:
+        renderer = MeshRenderer(self.head.faces, self.head.face_uvs, avatar.tensors["texture"],
+                                aa_samples=4)
+
+        def render(vertices: np.ndarray, camera: Camera) -> np.ndarray:
+            return renderer.render(vertices, camera, GREY).rgba[..., :3]
+
+        return measure_response(self.head, self.solver.fitter.embedding, self.analyzer,
+                                avatar.tensors["identity"], render, self.solver.fitter.response,
+                                cancelled=stop)
 
     def _check_camera(self, camera: Camera) -> None:
         side = self.limits.max_render_side

@@ -30,6 +30,7 @@ from avatar_runtime.motion.pose import (
     quat_to_euler,
     quat_to_matrix,
 )
+from avatar_runtime.motion.response import ExpressionResponse
 from avatar_runtime.motion.smoothing import MotionSmoother, OneEuroFilter
 
 FACE = np.array([0.0, 0.0, 1.0])  # the head faces +Z
@@ -757,3 +758,54 @@ def test_csv_unreadable_path_and_bad_fps(tmp_path):
         load_livelink_csv(APP_HEADER + "\n", fps=0)
     with pytest.raises(InvalidMotion, match="frame 0: timecode -1 s is negative"):
         format_livelink_csv([MotionFrame.neutral(timecode=-1.0)])
+
+
+# --- measured expression response ----------------------------------------------------
+
+def _response(rng: np.random.Generator) -> ExpressionResponse:
+    travel = rng.normal(size=(2, NUM_ARKIT, 5, 3))
+    return ExpressionResponse(np.array([0.5, 1.0]), travel)
+
+
+@given(st.lists(st.floats(0.0, 1.0), min_size=NUM_ARKIT, max_size=NUM_ARKIT))
+@settings(max_examples=50, deadline=None)
+def test_linearised_response_is_exact_where_it_is_linearised(weights):
+    """offset + slope . w equals the piecewise-linear response at w, for every channel."""
+    response = _response(np.random.default_rng(0))
+    w = np.array(weights)
+    slope, offset = response.linearise(w)
+    knots = np.array([0.0, 0.5, 1.0])
+    values = np.concatenate([np.zeros((1, NUM_ARKIT, 5, 3)), response.travel])
+    expected = sum(np.stack([np.interp(w[k], knots, values[:, k, i, j])
+                             for i in range(5) for j in range(3)]).reshape(5, 3)
+                   for k in range(NUM_ARKIT))
+    np.testing.assert_allclose(offset + np.tensordot(w, slope, 1), expected, atol=1e-9)
+
+
+def test_response_knots_and_secant():
+    response = _response(np.random.default_rng(1))
+    for level, i in ((0.5, 0), (1.0, 1)):
+        w = np.zeros(NUM_ARKIT)
+        w[3] = level
+        slope, offset = response.linearise(w)
+        np.testing.assert_allclose(offset + slope[3] * level, response.travel[i, 3])
+    secant = response.secant()
+    np.testing.assert_allclose(secant.travel[0], response.travel[1])
+    assert list(secant.levels) == [1.0]
+
+
+def test_view_bias_interpolates_between_measured_directions():
+    bias = np.arange(3 * 5, dtype=float).reshape(3, 5, 1, 1) * np.ones((1, 1, 4, 3))
+    response = dataclasses.replace(
+        _response(np.random.default_rng(2)), view_bias=bias,
+        azimuths=np.radians([-30, -15, 0, 15, 30]), elevations=np.radians([-15, 0, 15]))
+
+    def towards(azimuth_deg, elevation_deg):
+        a, e = np.radians(azimuth_deg), np.radians(elevation_deg)
+        return np.array([np.sin(a) * np.cos(e), np.sin(e), np.cos(a) * np.cos(e)]) * 1.3
+
+    np.testing.assert_allclose(response.bias_from(towards(0, 0)), bias[1, 2])
+    np.testing.assert_allclose(response.bias_from(towards(7.5, 0)), (bias[1, 2] + bias[1, 3]) / 2)
+    np.testing.assert_allclose(response.bias_from(towards(-15, 7.5)), (bias[1, 1] + bias[2, 1]) / 2)
+    np.testing.assert_allclose(response.bias_from(towards(80, -40)), bias[0, 4])  # clamped
+    assert _response(np.random.default_rng(3)).bias_from(towards(0, 0)) is None

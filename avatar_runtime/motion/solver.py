@@ -10,6 +10,7 @@ from ..head.model import HeadModel, load_head_model
 from ..reconstruct.fit import FitResult, FitSettings, LandmarkFitter, photo_camera
 from .frame import MotionFrame
 from .pose import matrix_to_quat
+from .response import ExpressionResponse
 
 SOLVER_FOV_DEG = 12.0
 
@@ -21,26 +22,31 @@ class MotionSolver:
         self.analyzer = analyzer
         self.head = head or load_head_model()
         self.fitter = LandmarkFitter(self.head, load_landmark_embedding(),
-                                     FitSettings(pose_uses_contour=True), detector_response=True)
+                                     FitSettings(pose_uses_contour=True, joint_pose=True,
+                                                 iterations=6), detector_response=True)
 
     def solve_image(self, rgb: np.ndarray, identity: np.ndarray | None = None,
                     sequence: int = 0, timecode: float = 0.0,
-                    fov_y_deg: float = SOLVER_FOV_DEG, bias: np.ndarray | None = None) -> MotionFrame:
+                    fov_y_deg: float = SOLVER_FOV_DEG, bias: np.ndarray | None = None,
+                    response: ExpressionResponse | None = None) -> MotionFrame:
         landmarks = self.analyzer.landmarks(rgb).landmarks
         return self.solve_landmarks(landmarks, rgb.shape[1], rgb.shape[0], identity,
-                                    sequence, timecode, fov_y_deg, bias=bias)[0]
+                                    sequence, timecode, fov_y_deg, bias=bias,
+                                    response=response)[0]
 
     def solve_landmarks(self, landmarks: np.ndarray, width: int, height: int,
                         identity: np.ndarray | None = None, sequence: int = 0,
                         timecode: float = 0.0, fov_y_deg: float = SOLVER_FOV_DEG,
                         previous: FitResult | None = None,
-                        bias: np.ndarray | None = None) -> tuple[MotionFrame, FitResult]:
+                        bias: np.ndarray | None = None,
+                        response: ExpressionResponse | None = None) -> tuple[MotionFrame, FitResult]:
         """landmarks [478, 2|3] pixels -> (MotionFrame, the fit). Identity None = template head;
-        bias [478, 3] = the avatar's `landmark_bias` (its neutral face as the detector sees it)."""
+        bias [478, 3] = the avatar's `landmark_bias` (its neutral face as the detector sees it);
+        response = the avatar's measured expression response (default: the template's)."""
         if identity is None:
             identity = np.zeros(self.head.num_identity, np.float32)
         fit = self.fitter.fit(landmarks, photo_camera(width, height, fov_y_deg), identity, previous,
-                              bias)
+                              bias, response)
         frame = MotionFrame(fit.expression, head_rotation=matrix_to_quat(fit.rotation),
                             sequence=sequence, timecode=timecode)
         return frame, fit

@@ -20,6 +20,7 @@ from scipy.optimize import lsq_linear
 from ..head.landmarks import FACE_OVAL, LandmarkEmbedding
 from ..head.model import HeadModel
 from ..motion.arkit import ARKIT_INDEX, NUM_ARKIT
+from ..motion.response import ExpressionResponse
 from ..render.camera import Camera
 
 # OpenCV camera axes (x right, y down, looking down +Z) from OpenGL ones, and back.
@@ -33,11 +34,16 @@ class FitSettings:
     identity_prior: float = 0.02   # weight of ||identity||^2 (per cent of face size)^2 units
     expression_prior: float = 0.0005
     iterations: int = 5
+    secant_iterations: int = 2     # of those, on a non-linear response's secant (see fit)
     huber_percent: float = 1.5     # residuals above this (per cent of face size) are down-weighted
     # Pose from the contour too: it carries the yaw cue the inner landmarks under-report
     # (a 30 deg turn reads ~5 deg short without it), but a photo's contour is often hidden
     # by hair, so avatar creation leaves it out and the motion solver uses it.
     pose_uses_contour: bool = False
+    # Solve a pose update together with the expression (one Gauss-Newton system) instead
+    # of alternating with PnP: alternation converges slowly when an expression moves
+    # many landmarks (a jaw drop read as pitch, then "corrected" by the brows).
+    joint_pose: bool = False
 
 
 @dataclass(frozen=True)
@@ -70,9 +76,9 @@ class LandmarkFitter:
         self.head, self.embedding, self.settings = head, embedding, settings
         self.base = embedding.points(head, head.template).astype(np.float64)             # [L, 3]
         self.id_basis = embedding.basis(head, head.identity_basis).astype(np.float64)    # [K, L, 3]
-        expr = (embedding.expression_basis(head) if detector_response
-                else embedding.basis(head, head.expression_basis))
-        self.expr_basis = expr.astype(np.float64)[FITTED_EXPRESSIONS]
+        travel = (embedding.expression_basis(head) if detector_response
+                  else embedding.basis(head, head.expression_basis))
+        self.response = ExpressionResponse.linear(travel.astype(np.float64))
         self.weights = LandmarkEmbedding.default_weights().astype(np.float64)
         bounds = [(-1.0, 1.0) if not n.startswith("phenotype:") else (-0.5, 0.5)
                   for n in head.identity_names]
@@ -80,43 +86,61 @@ class LandmarkFitter:
         self._pose_landmarks = np.arange(468) if settings.pose_uses_contour else INNER_LANDMARKS
 
     def fit(self, landmarks: np.ndarray, camera: Camera, identity: np.ndarray | None = None,
-            initial: FitResult | None = None, bias: np.ndarray | None = None) -> FitResult:
+            initial: FitResult | None = None, bias: np.ndarray | None = None,
+            response: ExpressionResponse | None = None) -> FitResult:
         """landmarks [478, >=2] pixels in `camera`'s image -> FitResult.
 
         bias [478, 3]: where the detector puts this face's neutral landmarks relative to
         the model's (measured per avatar); it is added to the model's landmark points.
+        response: the avatar's measured landmark travel per expression (see
+        motion/response.py); default: the fitter's own, linear in the weights.
         """
         uv = np.asarray(landmarks, np.float64)[:, :2]
         base = self.base if bias is None else self.base + bias
+        response = response or self.response
         scale = 100.0 / max(np.ptp(uv[:468], axis=0).max(), 1.0)  # px -> per cent of face size
         fixed_identity = identity is not None
         ident = np.zeros(self.head.num_identity) if identity is None else np.asarray(identity, np.float64)
-        expr = np.zeros(len(FITTED_EXPRESSIONS))
+        expr = np.zeros(NUM_ARKIT)
         if initial is not None:
-            expr = initial.expression[FITTED_EXPRESSIONS].astype(np.float64)
-        points = self._points(base, ident, expr)
+            expr[FITTED_EXPRESSIONS] = initial.expression[FITTED_EXPRESSIONS]
+        points = self._points(base, ident, response, expr)
         rvec, tvec = self._initial_pose(points, uv, camera, initial)
         robust = np.ones(len(uv))
-        for _ in range(self.settings.iterations):
-            rvec, tvec = self._solve_pose(points, uv, camera, rvec, tvec)
-            ident, expr = self._solve_shape(base, uv, camera, rvec, tvec, ident, scale, robust,
-                                            fixed_identity)
-            points = self._points(base, ident, expr)
+        # From scratch, start on the response's secant, then follow its segments.
+        coarse = 0 if initial is not None else self.settings.secant_iterations
+        for step in range(self.settings.iterations):
+            model = response.secant() if step < coarse else response
+            viewed = response.bias_from(self._view_direction(rvec, tvec))
+            if viewed is not None:  # the neutral reading from where the camera now is
+                base = self.base + viewed
+            if not self.settings.joint_pose:
+                rvec, tvec = self._solve_pose(points, uv, camera, rvec, tvec)
+            ident, expr, rvec, tvec = self._solve_step(base, model, uv, camera, rvec, tvec,
+                                                       ident, expr, scale, robust, fixed_identity)
+            points = self._points(base, ident, model, expr)
             error = self._errors(points, uv, camera, rvec, tvec)
             robust = np.minimum(1.0, self.settings.huber_percent / np.maximum(error * scale, 1e-9))
-        rvec, tvec = self._solve_pose(points, uv, camera, rvec, tvec)
-        full_expr = np.zeros(NUM_ARKIT)
-        full_expr[FITTED_EXPRESSIONS] = expr
+        if not self.settings.joint_pose:
+            rvec, tvec = self._solve_pose(points, uv, camera, rvec, tvec)
+            error = self._errors(points, uv, camera, rvec, tvec)
         rot_cv = cv2.Rodrigues(rvec)[0]
         return FitResult(
             rotation=GL_FROM_CV @ rot_cv, translation=GL_FROM_CV @ tvec.ravel(),
-            identity=ident.astype(np.float32), expression=full_expr.astype(np.float32),
-            error_px=self._errors(points, uv, camera, rvec, tvec).astype(np.float32))
+            identity=ident.astype(np.float32), expression=expr.astype(np.float32),
+            error_px=error.astype(np.float32))
 
     # -- steps -------------------------------------------------------------------------
-    def _points(self, base, ident, expr) -> np.ndarray:
-        return (base + np.tensordot(ident, self.id_basis, 1)
-                + np.tensordot(expr, self.expr_basis, 1))
+    def _points(self, base, ident, response: ExpressionResponse, expr) -> np.ndarray:
+        """[L, 3] landmark points (head frame) for identity `ident` and ARKit weights `expr`."""
+        slope, offset = response.linearise(expr)
+        return (base + np.tensordot(ident, self.id_basis, 1) + offset
+                + np.tensordot(expr, slope, 1))
+
+    def _view_direction(self, rvec, tvec) -> np.ndarray:
+        """Head frame: from the landmarks' centre toward the camera."""
+        centre = -cv2.Rodrigues(rvec)[0].T @ tvec.ravel()
+        return centre - self.base.mean(0)
 
     def _initial_pose(self, points, uv, camera, initial):
         if initial is not None:
@@ -138,42 +162,58 @@ class LandmarkFitter:
         projected = cv2.projectPoints(points, rvec, tvec, camera.intrinsics, None)[0][:, 0]
         return np.linalg.norm(projected - uv, axis=1)
 
-    def _solve_shape(self, base, uv, camera, rvec, tvec, ident, scale, robust, fixed_identity):
-        """One bounded linear solve for identity (unless fixed) and expression."""
+    def _solve_step(self, base, response, uv, camera, rvec, tvec, ident, expr, scale, robust,
+                    fixed_identity):
+        """One bounded linear solve for identity (unless fixed), expression and, with
+        `joint_pose`, a small pose update: a Gauss-Newton step on the reprojection error.
+
+        Each landmark gives, per image axis a, `g_a . X = 0` with X = R P + t in camera
+        axes and g_a = f_a e_a - (u_a - c_a) e_z: linear in the model point P (hence in
+        identity and expression), and in a rotation update dw and shift dt through
+        X' = X + dw x (R P) + dt, i.e. (R P x g_a) . dw + g_a . dt.
+        """
         rot = cv2.Rodrigues(rvec)[0]
         t = tvec.ravel()
         k = camera.intrinsics
-        depth = (base @ rot[2] + t[2])                                     # [L]
-        # rows: f * row_a(P) + t_a - (u - c) * (row_z(P) + t_z) = 0, per axis a in (x, y)
-        coeff, offset = [], []
-        for axis in (0, 1):
-            centred = uv[:, axis] - k[axis, 2]
-            a = k[axis, axis] * rot[axis][None, :] - centred[:, None] * rot[2][None, :]  # [L, 3]
-            b = k[axis, axis] * t[axis] - centred * t[2]
-            coeff.append(a / depth[:, None])
-            offset.append(b / depth)
-        w = np.sqrt(self.weights * robust) * scale
-        fixed = base if not fixed_identity else base + np.tensordot(ident, self.id_basis, 1)
+        slope, offset = response.linearise(expr)
+        slope = slope[FITTED_EXPRESSIONS]
+        fixed = base + offset + (np.tensordot(ident, self.id_basis, 1) if fixed_identity else 0.0)
+        current = self._points(base, ident, response, expr) @ rot.T       # [L, 3] R P
+        depth = current[:, 2] + t[2]
+        w = np.sqrt(self.weights * robust) * scale / depth
         rows, rhs = [], []
-        for a, b in zip(coeff, offset):
-            design = [np.einsum("lc,klc->lk", a, self.expr_basis)]
+        for axis in (0, 1):
+            g = np.zeros((len(uv), 3))
+            g[:, axis] = k[axis, axis]
+            g[:, 2] = -(uv[:, axis] - k[axis, 2])
+            a = g @ rot                                                     # acts on P
+            design = [np.einsum("lc,klc->lk", a, slope)]
             if not fixed_identity:
                 design.insert(0, np.einsum("lc,klc->lk", a, self.id_basis))
+            if self.settings.joint_pose:
+                design += [np.cross(current, g), g]
             rows.append(np.concatenate(design, 1) * w[:, None])
-            rhs.append(-(np.einsum("lc,lc->l", a, fixed) + b) * w)
+            rhs.append(-(np.einsum("lc,lc->l", a, fixed) + g @ t) * w)
         n_id = 0 if fixed_identity else self.head.num_identity
         n_ex = len(FITTED_EXPRESSIONS)
+        n_pose = 6 if self.settings.joint_pose else 0
         prior = np.concatenate([np.full(n_id, self.settings.identity_prior),
-                                np.full(n_ex, self.settings.expression_prior)])
+                                np.full(n_ex, self.settings.expression_prior), np.zeros(n_pose)])
         design = np.concatenate(rows + [np.diag(np.sqrt(prior) * 100)])
-        target = np.concatenate(rhs + [np.zeros(n_id + n_ex)])
-        lower = np.concatenate([self.id_bounds[0][:n_id], np.zeros(n_ex)])
-        upper = np.concatenate([self.id_bounds[1][:n_id], np.ones(n_ex)])
+        target = np.concatenate(rhs + [np.zeros(len(prior))])
+        lower = np.concatenate([self.id_bounds[0][:n_id], np.zeros(n_ex), np.full(n_pose, -np.inf)])
+        upper = np.concatenate([self.id_bounds[1][:n_id], np.ones(n_ex), np.full(n_pose, np.inf)])
         # Same minimiser, smaller problem: ||A x - b||^2 = ||R x - R^-T A^T b||^2 + const with
         # A^T A = R^T R, so the bounded solver works on a square K x K system, not (2L + K) x K.
         chol = np.linalg.cholesky(design.T @ design).T
         reduced = np.linalg.solve(chol.T, design.T @ target)
         solution = lsq_linear(chol, reduced, bounds=(lower, upper), method="bvls").x
-        if fixed_identity:
-            return ident, solution
-        return solution[:n_id], solution[n_id:]
+        if not fixed_identity:
+            ident = solution[:n_id]
+        expr = expr.copy()
+        expr[FITTED_EXPRESSIONS] = solution[n_id:n_id + n_ex]
+        if self.settings.joint_pose:
+            update = solution[n_id + n_ex:]
+            rvec = cv2.Rodrigues(cv2.Rodrigues(update[:3])[0] @ rot)[0]
+            tvec = (t + update[3:]).reshape(3, 1)
+        return ident, expr, rvec, tvec

@@ -273,11 +273,13 @@ class AvatarStore:
 
     # --- public API ----------------------------------------------------------------
 
-    def put(self, avatar: Avatar) -> None:
+    def put(self, avatar: Avatar, replace_only: bool = False) -> bool:
         """Store `avatar` durably, atomically replacing any avatar with the same id.
 
-        When this returns, the avatar survives a crash. Raises `InvalidArgument` for a
-        bad id/tensors/meta, `LimitExceeded` when the id is new and `max_avatars` are
+        When this returns, the avatar survives a crash. replace_only: store it only if
+        its id is stored already (an update must not bring back a deleted avatar);
+        returns whether it was stored. Raises `InvalidArgument` for a bad
+        id/tensors/meta, `LimitExceeded` when the id is new and `max_avatars` are
         stored, `InternalError` when the disk write fails.
         """
         blob, entry = _encode(avatar)
@@ -288,8 +290,11 @@ class AvatarStore:
             tmp_tensors = _write_temp(self._dir, entry.id, _TENSORS, blob)
             tmp_manifest = _write_temp(self._dir, entry.id, _MANIFEST, entry.to_json())
             with self._lock:
+                if replace_only and entry.id not in self._index:
+                    return False
                 self._check_room(entry.id)  # authoritative: a concurrent put may have filled it
                 self._commit(entry, tmp_tensors, tmp_manifest)
+                return True
         except OSError as exc:
             raise InternalError(f"could not store avatar {entry.id!r}: {exc}") from exc
         finally:
