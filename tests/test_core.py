@@ -229,3 +229,33 @@ def test_the_largest_of_several_faces_is_used(service):
     assert summary["meta"]["faces_found"] == 2
     assert summary["meta"]["landmark_error_px_median"] < 1.5
     service.delete(summary["id"])
+
+
+def test_texture_bake_fills_hidden_parts_with_the_right_tones(service):
+    """A head painted with known tones (dark hair on the scalp, light skin elsewhere) seen
+    only from the front: the bake reproduces what was seen, and fills the hidden back of
+    the head with the hair tone and the hidden neck with the skin tone, without black."""
+    from avatar_runtime.reconstruct.texture import bake_texture, texel_map
+
+    head = service.head
+    tm = texel_map(head, 256)
+    hair, skin = np.array([70, 45, 30]), np.array([205, 165, 135])
+    painted = np.zeros((256 * 256, 3), np.uint8)
+    painted[tm.texels] = np.where(tm.scalp[:, None] > 0.5, hair, skin)
+    painted = painted.reshape(256, 256, 3)
+    camera = Camera.orbit(width=512, height=512)
+    render = MeshRenderer(head.faces, head.face_uvs, painted).render(head.template, camera)
+    photo = over_grey(render.rgba)
+    baked = bake_texture(head, head.template, photo, camera, render.rgba[..., 3] / 255.0, size=256)
+
+    texel_rgb = baked.reshape(-1, 3)[tm.texels].astype(float)
+    points = (head.template[head.faces[tm.triangles]] * tm.barycentric[..., None]).sum(1)
+    back_scalp = (tm.scalp > 0.99) & (points[:, 2] < -0.06)
+    hidden_neck = (tm.scalp < 0.01) & (points[:, 2] < -0.03) & (points[:, 1] < -0.09)
+    face = (tm.scalp < 0.01) & (points[:, 2] > 0.07) & (np.abs(points[:, 0]) < 0.03)
+    for name, region, tone in (("back of the head", back_scalp, hair), ("neck", hidden_neck, skin),
+                               ("face", face, skin)):
+        error = np.abs(texel_rgb[region].mean(0) - tone).max()
+        print(f"{name}: {region.sum()} texels, mean colour off by {error:.1f} levels")
+        assert region.sum() > 50 and error < 25, name
+    assert baked.reshape(-1, 3).max(1).min() > 20, "no black texels, gutters included"

@@ -1,9 +1,11 @@
 """Bake a photo into the head's UV texture.
 
 Visible texels take the photo's colour by projection, with a ray-cast depth test and a
-grazing-angle falloff; hidden skin texels copy their left/right mirror twin; what is
-still empty is filled by inpainting at low resolution (smooth skin/hair tones, no holes,
-no dark seams), and the atlas is dilated across UV seams.
+grazing-angle falloff on smooth (vertex) normals; hidden skin texels blend in their
+left/right mirror twin; what is still empty is filled from the seen border by inpainting
+at low resolution, fading with distance into a tone prior: the hair colour on the scalp
+and the skin colour elsewhere, both read from what the photo shows of them (a bald head
+gets skin on the scalp).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class TexelMap:
     triangles: np.ndarray    # [N] triangle under each covered texel
     barycentric: np.ndarray  # [N, 3]
     twin: np.ndarray         # [N] index (into texels) of the mirror-image texel, -1 if none
+    scalp: np.ndarray        # [N] in [0, 1]: how surely the texel lies where hair usually grows
 
 
 @lru_cache(maxsize=2)
@@ -50,7 +53,21 @@ def texel_map(head: HeadModel, size: int) -> TexelMap:
     tri = hit["primitive_ids"].ravel()[texels].astype(np.int64)
     a, b = hit["primitive_uvs"].reshape(-1, 2)[texels].T
     bary = np.stack([1 - a - b, a, b], 1).astype(np.float32)
-    return TexelMap(size, texels, tri, bary, _mirror_texels(head, size, texels, tri, bary))
+    points = (head.template[head.faces[tri]] * bary[..., None]).sum(1)
+    return TexelMap(size, texels, tri, bary, _mirror_texels(head, size, texels, tri, bary),
+                    _scalp(points) * (head.part_labels[head.faces[tri, 0]] == 0))
+
+
+# A typical hairline on the neutral template (metres; +Y up, the face toward +Z): height
+# of the hair's lower edge by depth, from the nape up over the ears to the forehead.
+HAIRLINE_Z = (-0.10, -0.04, 0.03, 0.08)
+HAIRLINE_Y = (-0.07, -0.03, 0.02, 0.05)
+
+
+def _scalp(points: np.ndarray) -> np.ndarray:
+    """[N] 1 above the hairline, 0 below, with a 1.5 cm soft edge."""
+    line = np.interp(points[:, 2], HAIRLINE_Z, HAIRLINE_Y)
+    return np.clip((points[:, 1] - line) / 0.015 + 0.5, 0.0, 1.0).astype(np.float32)
 
 
 def _mirror_texels(head, size, texels, tri, bary) -> np.ndarray:
@@ -84,7 +101,9 @@ def bake_texture(head: HeadModel, vertices: np.ndarray, photo: np.ndarray, camer
     tm = texel_map(head, size)
     corners = vertices[head.faces[tm.triangles]]                      # [N, 3, 3]
     points = (corners * tm.barycentric[..., None]).sum(1)
-    normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    # Smooth normals: flat ones make the grazing falloff step from triangle to triangle.
+    normals = (_vertex_normals(vertices, head.faces)[head.faces[tm.triangles]]
+               * tm.barycentric[..., None]).sum(1)
     normals /= np.linalg.norm(normals, axis=1, keepdims=True) + 1e-12
     pixels, _ = camera.project(points)
     weight = _visibility(head, vertices, points, normals, camera, pixels, matte)
@@ -96,12 +115,27 @@ def bake_texture(head: HeadModel, vertices: np.ndarray, photo: np.ndarray, camer
     interior = (head.part_labels[head.faces[tm.triangles, 0]] == MOUTH_INTERIOR) & (weight < 0.5)
     weight[interior], colours[interior] = 1.0, MOUTH_TONE
 
-    # Hidden texels take their mirror twin's colour when the twin was seen.
-    twin_ok = (tm.twin >= 0) & (weight < 0.5)
-    twin_ok[twin_ok] = weight[tm.twin[twin_ok]] > 0.5
-    colours[twin_ok] = colours[tm.twin[twin_ok]]
-    weight[twin_ok] = np.maximum(weight[twin_ok], 0.9 * weight[tm.twin[twin_ok]])
-    return _fill(tm, colours, weight)
+    # A texel seen poorly (weight under 0.5) takes in its mirror twin as far as the twin
+    # was seen: a soft hand-over, no edge where one side takes over, and a well-seen texel
+    # keeps its own shading (faces are lit asymmetrically).
+    has_twin = tm.twin >= 0
+    own, twin = weight[has_twin], weight[tm.twin[has_twin]]
+    share = np.clip(1 - own / 0.5, 0, 1) * twin
+    total = own + share
+    blended = (colours[has_twin] * own[:, None] + colours[tm.twin[has_twin]] * share[:, None])
+    colours[has_twin] = blended / np.maximum(total, 1e-6)[:, None]
+    weight[has_twin] = total
+    return _fill(head, tm, colours, weight, _tone_prior(tm, colours, weight))
+
+
+def _vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """[V, 3] area-weighted vertex normals (not normalised)."""
+    corners = vertices[faces]
+    face_normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    normals = np.zeros_like(vertices, dtype=np.float64)
+    for k in range(3):
+        np.add.at(normals, faces[:, k], face_normals)
+    return normals
 
 
 def _visibility(head, vertices, points, normals, camera, pixels, matte) -> np.ndarray:
@@ -118,7 +152,8 @@ def _visibility(head, vertices, points, normals, camera, pixels, matte) -> np.nd
     unoccluded = t_hit > dist - 2e-3
     h, w = camera.height, camera.width
     inside = (pixels[:, 0] >= 0) & (pixels[:, 0] < w - 1) & (pixels[:, 1] >= 0) & (pixels[:, 1] < h - 1)
-    weight = np.clip((facing - 0.05) / 0.2, 0.0, 1.0) * unoccluded * inside
+    # Grazing texels stretch a few pixels over much surface: they fade out from 72 deg on.
+    weight = np.clip((facing - 0.05) / 0.25, 0.0, 1.0) * unoccluded * inside
     if matte is not None:
         weight[inside] *= np.clip(_sample(matte[..., None], pixels[inside])[:, 0] * 2 - 0.5, 0, 1)
     return weight.astype(np.float32)
@@ -135,19 +170,74 @@ def _sample(image: np.ndarray, pixels: np.ndarray) -> np.ndarray:
     return out.reshape(-1, image.shape[2] if image.ndim == 3 else 1)[:n]
 
 
-def _fill(tm: TexelMap, colours: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """Blend seen colours over a smooth inpainted fill; dilate across UV seams."""
+def _tone_prior(tm: TexelMap, colours: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(hair, skin) colours [3]: the medians of the well-seen texels of each kind; skin
+    for both when too little scalp was seen (a bald head gets skin on the scalp)."""
+    seen = weight > 0.7
+    skin_seen = seen & (tm.scalp < 0.1)
+    skin = np.median(colours[skin_seen], 0) if skin_seen.sum() > 100 else np.array([180.0, 140, 120])
+    hair_seen = seen & (tm.scalp > 0.9)
+    hair = np.median(colours[hair_seen], 0) if hair_seen.sum() > 100 else skin
+    return hair, skin
+
+
+def _fill(head: HeadModel, tm: TexelMap, colours: np.ndarray, weight: np.ndarray,
+          tones: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Blend seen colours over a fill made on the mesh, so it is continuous across UV
+    seams: seen colour is splatted to the vertices, spread by a harmonic (membrane) fill
+    that relaxes into the hair/skin tone prior away from what was seen, and interpolated
+    back to the texels. Texels between UV islands get the nearest colour (no black bleeds
+    in when the texture is filtered)."""
+    faces = head.faces[tm.triangles]                                   # [N, 3]
+    n = head.num_vertices
+    splat = weight[:, None] * tm.barycentric                           # [N, 3]
+    known_w = np.bincount(faces.ravel(), splat.ravel(), n)
+    known_c = np.stack([np.bincount(faces.ravel(), (splat * colours[:, c, None]).ravel(), n)
+                        for c in range(3)], 1) / np.maximum(known_w, 1e-6)[:, None]
+    hair, skin = tones
+    scalp = _scalp(head.template)[:, None] * (head.part_labels == 0)[:, None]
+    prior = scalp * hair + (1 - scalp) * skin
+    # The membrane spreads the seen colours' difference from the prior, so far from the
+    # seen region the prior comes back with its own sharp hairline.
+    vertex = prior + _membrane(head.faces, known_c - prior, np.minimum(known_w / 4.0, 1.0))
+    fill = (vertex[faces] * tm.barycentric[..., None]).sum(1)
+
     size = tm.size
+    seen = weight[:, None]
     atlas = np.zeros((size * size, 3), np.float32)
-    alpha = np.zeros(size * size, np.float32)
-    atlas[tm.texels], alpha[tm.texels] = colours, weight
-    atlas, alpha = atlas.reshape(size, size, 3), alpha.reshape(size, size)
-    small = 128
-    known = cv2.resize(alpha, (small, small), interpolation=cv2.INTER_AREA)
-    tint = cv2.resize(atlas * alpha[..., None], (small, small), interpolation=cv2.INTER_AREA)
-    tint = tint / np.maximum(known[..., None], 1e-6)
-    holes = (known < 0.3).astype(np.uint8)
-    filled = cv2.inpaint(np.clip(tint, 0, 255).astype(np.uint8), holes, 5, cv2.INPAINT_TELEA)
-    fill = cv2.GaussianBlur(cv2.resize(filled, (size, size), interpolation=cv2.INTER_CUBIC), (0, 0), 4)
-    out = atlas * alpha[..., None] + fill.astype(np.float32) * (1 - alpha[..., None])
-    return np.clip(out, 0, 255).astype(np.uint8)
+    atlas[tm.texels] = colours * seen + fill * (1 - seen)
+    atlas = atlas.reshape(size, size, 3)
+    covered = np.zeros(size * size, np.uint8)
+    covered[tm.texels] = 1
+    gutters = _dilate(atlas, covered.reshape(size, size))
+    return np.clip(np.where(covered.reshape(size, size, 1) > 0, atlas, gutters), 0, 255).astype(np.uint8)
+
+
+def _membrane(faces: np.ndarray, known: np.ndarray, confidence: np.ndarray,
+              stiffness: float = 50.0, pull: float = 0.05) -> np.ndarray:
+    """[V, C] values minimising sum over edges |c_i - c_j|^2 + stiffness * confidence_i
+    |c_i - known_i|^2 + pull |c_i|^2: seen values held, spread smoothly, and fading to
+    zero some five edges (~5 cm) away."""
+    from scipy.sparse import coo_matrix, diags
+    from scipy.sparse.linalg import spsolve
+
+    n = len(known)
+    i = np.concatenate([faces[:, 0], faces[:, 1], faces[:, 2]])
+    j = np.concatenate([faces[:, 1], faces[:, 2], faces[:, 0]])
+    adjacency = coo_matrix((np.ones(len(i)), (i, j)), shape=(n, n)).tocsr()
+    adjacency = ((adjacency + adjacency.T) > 0).astype(np.float64)
+    laplacian = diags(np.asarray(adjacency.sum(1)).ravel()) - adjacency
+    data_w = stiffness * confidence + pull
+    system = (laplacian + diags(data_w)).tocsc()
+    rhs = (stiffness * confidence)[:, None] * known
+    return np.stack([spsolve(system, rhs[:, c]) for c in range(rhs.shape[1])], 1).astype(np.float32)
+
+
+def _dilate(atlas: np.ndarray, covered: np.ndarray, small: int = 256) -> np.ndarray:
+    """The atlas with its uncovered texels given the nearest covered colour (low-res)."""
+    size = atlas.shape[0]
+    cover = cv2.resize(covered.astype(np.float32), (small, small), interpolation=cv2.INTER_AREA)
+    tint = cv2.resize(atlas * covered[..., None], (small, small), interpolation=cv2.INTER_AREA)
+    tint = np.clip(tint / np.maximum(cover[..., None], 1e-6), 0, 255).astype(np.uint8)
+    filled = cv2.inpaint(tint, (cover < 0.25).astype(np.uint8), 3, cv2.INPAINT_TELEA)
+    return cv2.resize(filled, (size, size), interpolation=cv2.INTER_LINEAR).astype(np.float32)
