@@ -2,9 +2,11 @@
 
 Stage 1 (static): source and target show the same expression; the target is another view.
 Stage 2 (cross-view self-reenactment): source frame (expression a, view p) + driving
-frame (expression b, seen at view p), supervised by expression b at view q. Real video
-frames may replace the source (10%) or the driving frame (80%) when a `RealFrames`
-provider is given (pseudo multi-view targets come with them); none ships here.
+frame (expression b, seen at view p), supervised by expression b at view q. With a
+`RealFrames` provider (pseudo multi-view videos, `pseudo_multiview.py`), stage-2 examples
+come from its videos, and the real frame replaces the synthesised source view p with
+probability 10% and the synthesised target view q with probability 80% (the real target
+is the driving frame itself, at its own camera).
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ class Example:
     driving_motion: np.ndarray
     target: View
     target_low: View
+    source_real: bool = False
+    """The source is a real frame (not a render)."""
+    target_real: bool = False
+    """The target is a real frame at its own camera (not a render)."""
 
 
 @dataclass
@@ -57,11 +63,15 @@ class Batch:
 
 
 class RealFrames(Protocol):
-    """Real video frames with pseudo multi-view targets (e.g. from a stage-1 synthesiser)."""
+    """Real videos with pseudo multi-view views (e.g. `pseudo_multiview.PseudoMultiView`).
 
-    def source(self, rng: np.random.Generator) -> Example: ...
+    `example` draws a video, a source frame s, a driving frame d and two views p != q of
+    its (synthesised) multi-view rig, and returns: source = frame s at view p, or the real
+    frame s if `real_source`; target = frame d at view q, or the real frame d at its own
+    camera if `real_target`; source / driving motion = frames s / d's motion.
+    """
 
-    def driving(self, rng: np.random.Generator, like: Example) -> Example: ...
+    def example(self, rng: np.random.Generator, real_source: bool, real_target: bool) -> Example: ...
 
 
 class SyntheticSet:
@@ -100,25 +110,36 @@ class SyntheticSet:
 
 
 class StageSampler:
-    """Draws stage-1 or stage-2 examples, with real-frame substitution in stage 2."""
+    """Draws stage-1 or stage-2 examples, with real-frame substitution in stage 2.
+
+    Stage 2 with `real`: a fraction `video_prob` of the examples comes from the real videos
+    (the rest from the synthetic set); in those, the real frame replaces the source with
+    probability `real_source_prob` and the target with `real_target_prob`, independently.
+    """
 
     def __init__(self, data: SyntheticSet, stage: int, real: RealFrames | None = None,
-                 real_source_prob: float = 0.1, real_driving_prob: float = 0.8):
+                 real_source_prob: float = 0.1, real_target_prob: float = 0.8,
+                 video_prob: float = 1.0):
+        for name, value in (("real_source_prob", real_source_prob),
+                            ("real_target_prob", real_target_prob), ("video_prob", video_prob)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
         self.data, self.stage, self.real = data, stage, real
-        self.probs = (real_source_prob, real_driving_prob)
+        self.probs = (real_source_prob, real_target_prob)
+        self.video_prob = video_prob
         if stage == 2 and real is None:
-            log.warning("stage 2 without real frames: source/driving substitution "
+            log.warning("stage 2 without real frames: source/target substitution "
                         "(%.0f%% / %.0f%%) is off; training on synthetic frames only",
                         100 * self.probs[0], 100 * self.probs[1])
+        if stage == 1 and real is not None:
+            log.warning("stage 1 is static and synthetic: the real videos are not used")
 
     def example(self, rng: np.random.Generator) -> Example:
-        ex = self.data.sample(rng, self.stage)
-        if self.stage == 2 and self.real is not None:
-            if rng.random() < self.probs[0]:
-                ex = self.real.source(rng)
-            if rng.random() < self.probs[1]:
-                ex = self.real.driving(rng, ex)
-        return ex
+        if self.stage == 2 and self.real is not None and rng.random() < self.video_prob:
+            real_source = bool(rng.random() < self.probs[0])
+            real_target = bool(rng.random() < self.probs[1])
+            return self.real.example(rng, real_source, real_target)
+        return self.data.sample(rng, self.stage)
 
     def batch(self, rng: np.random.Generator, size: int) -> Batch:
         return collate([self.example(rng) for _ in range(size)])

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from avatar_runtime.reconstruct.portrait4d import (Portrait4D, Portrait4DConfig, load_checkpoint,
                                                    preset, save_checkpoint)
-from avatar_runtime.train.data import Batch, StageSampler, SyntheticSet, collate, held_out
+from avatar_runtime.train.data import Batch, RealFrames, StageSampler, SyntheticSet, collate, held_out
 from avatar_runtime.train.losses import (LossWeights, PretrainedLoss, depth_l1, ssim,
                                          triplane_prior)
 from avatar_runtime.train.synthetic import SyntheticConfig, SyntheticHeads
@@ -58,14 +58,30 @@ class TrainConfig:
     identity_weights: str | None = None
     """TorchScript face-recognition network for the identity loss (skipped when None)."""
     real_source_prob: float = 0.1
-    real_driving_prob: float = 0.8
+    """Stage 2 on videos: probability that the real frame replaces the source view p."""
+    real_target_prob: float = 0.8
+    """Stage 2 on videos: probability that the real frame replaces the target view q."""
+    videos: tuple[str, ...] = ()
+    """Stage 2: monocular videos (files, image folders, or folders of those) turned into
+    pseudo multi-view videos (`pseudo_multiview.py`)."""
+    video_cache: str | None = None
+    """Where the videos' preparation is cached (default: <out_dir>/video_cache)."""
+    video_prob: float = 1.0
+    """Stage 2 on videos: fraction of examples drawn from the videos (else synthetic)."""
+    video_views: int = 4
+    """Synthesised cameras per video."""
+    video_frame_step: int = 1
+    video_max_frames: int | None = None
+    video_calibrate: bool = True
+    """Measure each video avatar's expression response before solving its frames."""
     weights: LossWeights = field(default_factory=LossWeights)
 
 
 class Trainer:
     """`Trainer(config, out_dir).run()`; re-running with the same out_dir resumes."""
 
-    def __init__(self, config: TrainConfig, out_dir: Path | str, real=None):
+    def __init__(self, config: TrainConfig, out_dir: Path | str, real: RealFrames | None = None):
+        """real: a stage-2 real-frame provider; default: built from `config.videos`."""
         self.config, self.out = config, Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(config.seed)
@@ -75,8 +91,13 @@ class Trainer:
         gen = SyntheticHeads(SyntheticConfig(image_size=net.encoder.image_size))
         self.data = SyntheticSet(gen, config.subjects, config.expressions, config.views,
                                  net.planes.render_size, config.seed)
+        if real is None and config.videos and config.stage == 2:
+            real = self._videos(net.encoder.image_size, net.planes.render_size)
+        elif config.videos and config.stage == 1:
+            log.warning("videos are used in stage 2 only; stage 1 trains on synthetic heads")
+        self.real = real
         self.sampler = StageSampler(self.data, config.stage, real, config.real_source_prob,
-                                    config.real_driving_prob)
+                                    config.real_target_prob, config.video_prob)
         self.model.to(config.device)
         self.eval_batch = collate(held_out(self.data, config.eval_examples)).to(config.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
@@ -84,6 +105,16 @@ class Trainer:
         self.identity = PretrainedLoss("identity", config.identity_weights)
         self.step, self.rng = 0, np.random.default_rng(config.seed)
         self._resume()
+
+    def _videos(self, image_size: int, low_size: int) -> RealFrames:
+        from avatar_runtime.train.pseudo_multiview import PseudoMultiView, PseudoMultiViewConfig
+
+        c = self.config
+        pmv = PseudoMultiViewConfig(image_size=image_size, low_size=low_size, views=c.video_views,
+                                    frame_step=c.video_frame_step, max_frames=c.video_max_frames,
+                                    calibrate=c.video_calibrate, seed=c.seed)
+        cache = Path(c.video_cache) if c.video_cache else self.out / "video_cache"
+        return PseudoMultiView.from_videos(c.videos, cache, pmv, head=self.data.gen.head)
 
     def run(self) -> list[dict]:
         """Train to `config.steps`; returns the log records of this run."""
@@ -145,7 +176,10 @@ class Trainer:
 
     def save(self) -> None:
         """Weights + config (safetensors/JSON) and the optimiser / RNG state for resuming."""
-        meta = {"trained_on": "synthetic parametric heads (avatar_runtime.train.synthetic)",
+        trained_on = "synthetic parametric heads (avatar_runtime.train.synthetic)"
+        if self.real is not None and self.config.stage == 2:
+            trained_on += " + pseudo multi-view real videos (avatar_runtime.train.pseudo_multiview)"
+        meta = {"trained_on": trained_on,
                 "stage": self.config.stage, "step": self.step, "train_config": asdict(self.config)}
         save_checkpoint(self.model, self.out / "checkpoint", meta)
         torch.save({"optimizer": self.optimizer.state_dict(), "step": self.step,
