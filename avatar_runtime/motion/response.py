@@ -99,7 +99,9 @@ def measure_response(head: HeadModel, embedding: LandmarkEmbedding, analyzer: Fa
     """
     neutral_shape = head.shape(identity)
     centre = embedding.points(head, neutral_shape).mean(0)
-    camera = Camera.orbit(target=centre)  # the frontal view of measure_view_bias too
+    # The runtime's default view, framed as renders usually are: the detector's reading
+    # shifts by about a pixel with the framing, as much as a small brow raise moves.
+    camera = Camera.orbit()
     metres_per_px = np.linalg.norm(camera.position - centre) / camera.focal_px
     to_metres = metres_per_px * np.array([1.0, -1.0])  # image y points down, the head's up
     geometric = embedding.basis(head, head.expression_basis)
@@ -138,13 +140,12 @@ def measure_view_bias(head: HeadModel, embedding: LandmarkEmbedding, analyzer: F
     the detector fails on, or a landmark that lands off the surface, takes the frontal
     reading (measured first)."""
     model = embedding.points(head, neutral_shape)
-    centre = model.mean(0)
     bias = np.zeros((len(elevations_deg), len(azimuths_deg)) + model.shape, np.float32)
     order = sorted(np.ndindex(bias.shape[:2]),
                    key=lambda ea: abs(elevations_deg[ea[0]]) + abs(azimuths_deg[ea[1]]))
     frontal = None
     for e, a in order:  # frontal first: it is every other view's fallback
-        camera = Camera.orbit(azimuths_deg[a], elevations_deg[e], target=centre)
+        camera = Camera.orbit(azimuths_deg[a], elevations_deg[e])
         try:
             seen = analyzer.landmarks(render(neutral_shape, camera)).landmarks[:, :2]
             hits = backproject(neutral_shape, head.faces, camera, seen) - model
