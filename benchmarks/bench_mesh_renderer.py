@@ -1,17 +1,20 @@
-"""Milliseconds per frame of the mesh renderer at 256, 512 and 1024 px.
+"""Milliseconds per frame of the mesh renderer at 256, 512 and 1024 px, scan conversion
+("raster", the default) side by side with one ray per pixel ("raycast").
 
-Scene: a 0.1 m UV sphere of ~9k triangles (the head mesh's size) at the origin, a
-1024^2 texture, the default `Camera.orbit()`; the vertices change every frame, so every
-frame pays the scene (BVH) build. Besides the end-to-end time it reports the open3d
-parts measured on their own (scene build, primary cast over the same window of rays) and
-the remainder (texturing, normals, edge detection, sub-pixel rays, assembly).
+Scene: the head model (~4.5k vertices, ~9k triangles) deformed by the built-in demo clip,
+with a 1024^2 texture, seen by the default `Camera.orbit()` (or, with --mesh sphere, a
+0.1 m UV sphere of the same size that 'breathes'); the vertices change every frame. The
+two visibility modes render the same frames alternately (which goes first alternates
+too), so load from other processes hits both alike; the ratio is old / new.
 
-    .venv/bin/python benchmarks/bench_mesh_renderer.py [--frames 40]
+    .venv/bin/python benchmarks/bench_mesh_renderer.py [--frames 40] [--mesh head|sphere]
 
-Timings are medians (and minima: the least disturbed frame on a shared machine). 'cores'
-is process CPU time / wall time of the aa=8 renders: open3d's TBB workers spin while the
-casts run, so it is ~2 when both cores were ours and ~1 when other processes held one,
-in which case the cast figures are up to twice what an idle machine gives.
+Timings are medians (and minima: the least disturbed frame on a shared machine), with
+4 sub-pixel rays per edge pixel as the service renders. 'raster aa=8' and 'aa=0' show
+what the anti-aliasing costs. The last column is the largest per-pixel difference of
+the two modes' RGBA over the run (0-255): a few pixels may differ by one coverage level
+where an edge passes within float rounding of a pixel centre, or by a few levels of
+this noise texture where cv2.remap's 1/32-texel snapping falls differently.
 """
 
 from __future__ import annotations
@@ -25,9 +28,7 @@ import numpy as np
 import open3d as o3d
 
 from avatar_runtime.render.camera import Camera
-from avatar_runtime.render.mesh_renderer import MeshRenderer, _RAY_CACHE, _screen_window
-
-COLUMNS = ("aa8", "aa4", "aa0", "build", "cast", "rest", "cores")
+from avatar_runtime.render.mesh_renderer import MeshRenderer
 
 
 def sphere_mesh(n_triangles: int = 9000):
@@ -39,82 +40,94 @@ def sphere_mesh(n_triangles: int = 9000):
     return np.asarray(mesh.vertices), faces, np.asarray(mesh.triangle_uvs).reshape(-1, 3, 2)
 
 
-def animated(vertices: np.ndarray, frames: int) -> list[np.ndarray]:
-    """Per-frame vertex arrays: a small 'breathing' scale so each frame is a new mesh."""
-    return [vertices * (1.0 + 0.01 * np.sin(i)) for i in range(frames)]
+def sphere_frames(frames: int):
+    """Per-frame vertex arrays of a 'breathing' sphere, faces and face uvs."""
+    vertices, faces, face_uvs = sphere_mesh()
+    return [vertices * (1.0 + 0.01 * np.sin(i)) for i in range(frames)], faces, face_uvs
 
 
-def open3d_parts(verts: np.ndarray, faces_t: o3d.core.Tensor, camera: Camera
-                 ) -> tuple[float, float]:
-    """Scene build (+ BVH commit) and primary cast in ms, done as the renderer does them."""
-    verts = np.ascontiguousarray(verts, np.float32)
-    t0 = time.perf_counter()
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3d.core.Tensor.from_numpy(verts), faces_t)
-    scene.cast_rays(o3d.core.Tensor(np.array([[0, 0, 5, 0, 0, 1]], np.float32)))  # lazy BVH
-    t1 = time.perf_counter()
-    y0, y1, x0, x1 = _screen_window(verts, camera)
-    rays = np.ascontiguousarray(_RAY_CACHE.world(camera)[y0:y1, x0:x1])
-    scene.cast_rays(o3d.core.Tensor.from_numpy(rays))
-    t2 = time.perf_counter()
-    return (t1 - t0) * 1e3, (t2 - t1) * 1e3
+def head_frames(frames: int):
+    """Per-frame vertex arrays of the head driven by the demo clip, faces and face uvs."""
+    from avatar_runtime.head.model import load_head_model
+    from avatar_runtime.motion.clips import builtin_clip
+    from avatar_runtime.motion.pose import quat_to_matrix
+
+    head = load_head_model()
+    clip = builtin_clip("demo")
+    out = []
+    for i in range(frames):
+        motion = clip[i % len(clip)]
+        shaped = head.shape(None, motion.arkit)
+        out.append(head.pose(shaped, quat_to_matrix(motion.head_rotation), motion.head_translation))
+    return out, head.faces, head.face_uvs
 
 
-def render_ms(renderer: MeshRenderer, verts: np.ndarray, camera: Camera) -> tuple[float, float]:
-    """Wall-clock and CPU (all threads of this process) ms of one render."""
+def render_ms(renderer: MeshRenderer, verts: np.ndarray, camera: Camera):
+    """Wall-clock ms and CPU ms (all threads of this process) of one render, and the render."""
     t0, c0 = time.perf_counter(), time.process_time()
-    renderer.render(verts, camera)
-    return (time.perf_counter() - t0) * 1e3, (time.process_time() - c0) * 1e3
+    out = renderer.render(verts, camera)
+    return (time.perf_counter() - t0) * 1e3, (time.process_time() - c0) * 1e3, out
 
 
-def bench_size(renderers: dict[int, MeshRenderer], faces: np.ndarray, frames, size: int
-               ) -> dict[str, list[float]]:
-    """Per-frame timings; all measurements of a frame are taken back to back, so that
-    load from other processes hits them alike and the 'rest' split stays meaningful."""
+def bench_size(renderers: dict[str, MeshRenderer], frames: list[np.ndarray], size: int
+               ) -> tuple[dict[str, list[float]], int]:
+    """Per-frame wall-clock ms per renderer (alternating order), CPU ms of the two aa=4
+    modes, and the largest RGBA difference between 'raster' and 'raycast'."""
     camera = Camera.orbit(width=size, height=size)
-    faces_t = o3d.core.Tensor.from_numpy(np.ascontiguousarray(faces, np.uint32))
-    for r in renderers.values():  # warm the ray cache and allocator
+    for r in renderers.values():  # warm the ray cache, allocator and the visibility hint
         r.render(frames[0], camera)
-    t: dict[str, list[float]] = {k: [] for k in COLUMNS}
-    for verts in frames:
-        build, cast = open3d_parts(verts, faces_t, camera)
-        for n, r in renderers.items():
-            wall, cpu = render_ms(r, verts, camera)
-            t[f"aa{n}"].append(wall)
-            if n == 8:
-                t["cores"].append(cpu / wall)
-        t["build"].append(build)
-        t["cast"].append(cast)
-        t["rest"].append(t["aa8"][-1] - build - cast)
-    return t
+    t: dict[str, list[float]] = {k: [] for k in [*renderers, "cpu raster", "cpu raycast"]}
+    worst = 0
+    names = list(renderers)
+    for i, verts in enumerate(frames):
+        outs = {}
+        for name in (names if i % 2 == 0 else names[::-1]):
+            ms, cpu, outs[name] = render_ms(renderers[name], verts, camera)
+            t[name].append(ms)
+            if f"cpu {name}" in t:
+                t[f"cpu {name}"].append(cpu)
+        diff = np.abs(outs["raster"].rgba.astype(np.int16) - outs["raycast"].rgba)
+        worst = max(worst, int(diff.max()))
+    return t, worst
 
 
-def fmt(samples: list[float], with_min: bool = True) -> str:
-    low = f"({min(samples):5.1f})" if with_min else "       "
-    return f"{statistics.median(samples):6.1f} {low}"
+def fmt(samples: list[float]) -> str:
+    return f"{statistics.median(samples):6.1f} ({min(samples):5.1f})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=40)
+    parser.add_argument("--mesh", choices=("head", "sphere"), default="head")
     args = parser.parse_args()
 
-    vertices, faces, face_uvs = sphere_mesh()
+    make = head_frames if args.mesh == "head" else sphere_frames
+    all_frames, faces, face_uvs = make(args.frames)
     rng = np.random.default_rng(0)
     texture = rng.integers(0, 256, (1024, 1024, 3), dtype=np.uint8)
-    print(f"mesh: {len(vertices)} vertices, {len(faces)} triangles; open3d {o3d.__version__}; "
-          f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f}")
-    print("ms/frame, median (min); 'rest' is the median of per-frame total - build - cast")
-    titles = ("total aa=8", "total aa=4", "total aa=0", "scene build", "primary cast",
-              "rest (aa=8)", "cores")
-    print(f"{'size':>5} | " + " | ".join(f"{t:>14}" for t in titles) + " | fps (aa=8)")
-    renderers = {n: MeshRenderer(faces, face_uvs, texture, aa_samples=n) for n in (8, 4, 0)}
+    print(f"mesh: {args.mesh}, {len(all_frames[0])} vertices, {len(faces)} triangles; open3d "
+          f"{o3d.__version__}; {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f}")
+    print("ms/frame, median (min); ratio = raycast / raster (median, min); cpu = process CPU "
+          "ms/frame, all threads (open3d's workers spin while casting), median")
+    renderers = {
+        "raster": MeshRenderer(faces, face_uvs, texture, aa_samples=4),
+        "raycast": MeshRenderer(faces, face_uvs, texture, aa_samples=4, visibility="raycast"),
+        "raster aa=8": MeshRenderer(faces, face_uvs, texture, aa_samples=8),
+        "raster aa=0": MeshRenderer(faces, face_uvs, texture, aa_samples=0),
+    }
+    titles = ("raster aa=4", "raycast aa=4", "raster aa=8", "raster aa=0")
+    print(f"{'size':>5} | " + " | ".join(f"{t:>14}" for t in titles)
+          + " |  ratio (min) | fps raster / raycast | cpu raster / raycast | max RGBA diff")
     for size in (256, 512, 1024):
-        frames = animated(vertices, args.frames if size < 1024 else max(args.frames // 3, 5))
-        t = bench_size(renderers, faces, frames, size)
-        fps = 1e3 / statistics.median(t["aa8"])
-        print(f"{size:>5} | " + " | ".join(fmt(t[k], k not in ("rest", "cores")) for k in COLUMNS)
-              + f" | {fps:5.1f}")
+        frames = all_frames if size < 1024 else all_frames[:max(len(all_frames) // 3, 5)]
+        t, worst = bench_size(renderers, frames, size)
+        new, old = statistics.median(t["raster"]), statistics.median(t["raycast"])
+        ratio_min = min(t["raycast"]) / min(t["raster"])
+        print(f"{size:>5} | " + " | ".join(fmt(t[k]) for k in renderers)
+              + f" | {old / new:5.2f} ({ratio_min:4.2f}) | {1e3 / new:6.1f} / {1e3 / old:6.1f}"
+              f"       | {statistics.median(t['cpu raster']):6.1f} / "
+              f"{statistics.median(t['cpu raycast']):6.1f}      | {worst:3d}")
+    print(f"load average at the end {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

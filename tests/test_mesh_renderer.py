@@ -1,4 +1,5 @@
-"""Behaviour of the ray-cast mesh renderer on scenes with known answers."""
+"""Behaviour of the mesh renderer on scenes with known answers, and its scan-converted
+visibility against one ray per pixel centre."""
 
 from __future__ import annotations
 
@@ -9,7 +10,12 @@ import open3d as o3d
 import pytest
 
 from avatar_runtime.render.camera import Camera
-from avatar_runtime.render.mesh_renderer import AA_PATTERNS, MeshRenderer, RenderOutput, render_mesh
+from avatar_runtime.render.mesh_renderer import (
+    AA_PATTERNS,
+    MeshRenderer,
+    RenderOutput,
+    render_mesh,
+)
 
 DIST = 1.0   # camera distance to the quad / sphere centre (m)
 SIZE = 128   # image side (px)
@@ -348,19 +354,19 @@ def test_vertices_behind_the_camera():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(faces=np.zeros((2, 4), int)), "faces must have shape"),
-    (dict(faces=np.zeros((2, 3), float)), "faces must be integers"),
-    (dict(face_uvs=np.zeros((2, 3, 3))), "face_uvs must have shape"),
-    (dict(face_uvs=np.zeros((3, 3, 2))), "face_uvs must have shape"),
-    (dict(texture=np.zeros((8, 8), np.uint8)), "texture must have shape"),
-    (dict(texture=np.zeros((8, 8, 5), np.uint8)), "texture must have shape"),
-    (dict(texture=np.zeros((8, 8, 3), np.float32)), "texture must be uint8"),
-    (dict(aa_samples=3), "aa_samples must be one of"),
-    (dict(shading=2.0), "shading must be in"),
+    ({"faces": np.zeros((2, 4), int)}, "faces must have shape"),
+    ({"faces": np.zeros((2, 3), float)}, "faces must be integers"),
+    ({"face_uvs": np.zeros((2, 3, 3))}, "face_uvs must have shape"),
+    ({"face_uvs": np.zeros((3, 3, 2))}, "face_uvs must have shape"),
+    ({"texture": np.zeros((8, 8), np.uint8)}, "texture must have shape"),
+    ({"texture": np.zeros((8, 8, 5), np.uint8)}, "texture must have shape"),
+    ({"texture": np.zeros((8, 8, 3), np.float32)}, "texture must be uint8"),
+    ({"aa_samples": 3}, "aa_samples must be one of"),
+    ({"shading": 2.0}, "shading must be in"),
 ])
 def test_bad_constructor_arguments(kwargs, message):
-    verts, faces, uvs = quad()
-    args = dict(faces=faces, face_uvs=uvs, texture=checker_texture())
+    _verts, faces, uvs = quad()
+    args = {"faces": faces, "face_uvs": uvs, "texture": checker_texture()}
     extra = {k: kwargs.pop(k) for k in ("aa_samples", "shading") if k in kwargs}
     args.update(kwargs)
     with pytest.raises(ValueError, match=message):
@@ -383,3 +389,162 @@ def test_bad_render_arguments():
         renderer.render_batch([verts, verts], [cam])
     with pytest.raises(ValueError, match="texture must have shape"):
         renderer.set_texture(np.zeros((4, 4), np.uint8))
+
+
+# ------------------------------------------------- scan conversion vs one ray per pixel
+
+
+def _compare(new: RenderOutput, ref: RenderOutput) -> dict[str, float]:
+    """Differences of a render against the reference (one ray per pixel centre)."""
+    d = np.abs(new.rgba.astype(int) - ref.rgba.astype(int))
+    hit_new, hit_ref = np.isfinite(new.depth), np.isfinite(ref.depth)
+    both = hit_new & hit_ref
+    normal_off = np.abs(new.normals - ref.normals).max(axis=-1)[both]
+    return {
+        "rgba_max": int(d.max()), "rgba_mean": float(d.mean()),
+        "px_off": float((d.max(axis=-1) > 2).mean()),   # pixels differing by more than rounding
+        "coverage_off": int((hit_new != hit_ref).sum()),
+        "depth_median": float(np.median(np.abs(new.depth[both] - ref.depth[both]))),
+        "depth_big": float((np.abs(new.depth[both] - ref.depth[both]) > 1e-4).mean()),
+        "normals_off": float((normal_off > 1e-3).mean()),
+    }
+
+
+def _head_scene():
+    from avatar_runtime.head.model import load_head_model
+
+    head = load_head_model()
+    rng = np.random.default_rng(1)
+    texture = rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    expression = np.zeros(52, np.float32)
+    expression[[17, 23, 24]] = 0.6   # jawOpen, smiles: lips apart, mouth interior visible
+    return head.shape(None, expression), head.faces, head.face_uvs, texture
+
+
+@pytest.mark.parametrize("yaw, pitch, size", [(0, 0, 256), (35, 10, 200), (-80, -20, 256),
+                                              (180, 30, 160), (10, -50, 256)])
+def test_raster_matches_one_ray_per_pixel_on_the_head(yaw, pitch, size):
+    verts, faces, uvs, texture = _head_scene()
+    cam = Camera.orbit(yaw, pitch, width=size, height=size)
+    ref = MeshRenderer(faces, uvs, texture, aa_samples=4, visibility="raycast").render(verts, cam)
+    new = MeshRenderer(faces, uvs, texture, aa_samples=4).render(verts, cam)
+    diff = _compare(new, ref)
+    assert diff["coverage_off"] <= 2, diff
+    assert diff["rgba_mean"] < 0.02, diff
+    # cv2.remap snaps texel coordinates to 1/32 texel: where the two modes' coordinates
+    # (equal to ~1e-5 texel) straddle a step, this noise texture (up to 255 levels per
+    # texel) moves by up to ~8 levels. Such pixels are rare.
+    assert diff["px_off"] < 2e-3, diff
+    assert diff["depth_median"] < 1e-6 and diff["depth_big"] < 2e-4, diff
+    assert diff["normals_off"] < 5e-4, diff
+    # Silhouettes stay anti-aliased.
+    alpha = new.rgba[..., 3]
+    assert ((alpha > 0) & (alpha < 255)).sum() > 100
+
+
+@pytest.mark.parametrize("scene", ["checker", "slanted", "occlusion", "sphere", "flipped",
+                                   "degenerate"])
+def test_raster_matches_one_ray_per_pixel_on_simple_scenes(scene):
+    cam = front_camera()
+    tex = checker_texture()
+    if scene == "checker":
+        verts, faces, uvs = quad()
+    elif scene == "slanted":
+        verts, faces, uvs = quad(half=0.05, angle_deg=20)
+    elif scene == "occlusion":
+        front, faces, uvs = quad(half=0.03, centre=(0, 0, 0.2), angle_deg=20)
+        back, _, _ = quad(half=0.09)
+        verts, faces, uvs = np.concatenate([front, back]), np.concatenate([faces, faces + 4]), \
+            np.concatenate([uvs, uvs])
+    elif scene == "sphere":
+        verts, faces, uvs = uv_sphere()
+        cam = Camera.orbit(30, 20, radius=1.0, width=SIZE, height=SIZE, target=(0, 0, 0))
+    elif scene == "flipped":
+        verts, faces, uvs = quad()
+        faces, uvs = faces[:, ::-1].copy(), uvs[:, ::-1].copy()
+    else:
+        # A quad plus triangles of zero area (a repeated corner, three points on a line)
+        # and a sliver seen edge-on in front of it.
+        verts, faces, uvs = quad()
+        extra = np.array([[0.0, 0.0, 0.1], [0.05, 0.0, 0.1], [0.02, 0.0, 0.1],
+                          [-0.05, 0.03, 0.2], [0.05, 0.03, 0.2], [0.0, 0.0300001, 0.3]])
+        verts = np.concatenate([verts, extra])
+        faces = np.concatenate([faces, [[4, 4, 5], [4, 5, 6], [7, 8, 9]]])
+        uvs = np.concatenate([uvs, np.full((3, 3, 2), 0.3)])
+    ref = MeshRenderer(faces, uvs, tex, visibility="raycast").render(verts, cam)
+    new = MeshRenderer(faces, uvs, tex).render(verts, cam)
+    diff = _compare(new, ref)
+    assert diff["coverage_off"] == 0 and diff["px_off"] == 0, diff
+    assert diff["rgba_max"] <= 1 and diff["depth_median"] < 1e-6, diff
+
+
+def test_raster_sees_the_inside_of_an_open_mesh():
+    # A hemisphere cup opening toward the camera: the inner (back-facing) side is what
+    # shows, and its depth is the far wall's.
+    verts, faces, uvs = uv_sphere(resolution=40)
+    keep = (verts[faces][:, :, 2] < 1e-9).all(axis=1)      # the half away from the camera
+    faces, uvs = faces[keep], uvs[keep]
+    cam = front_camera(size=96)
+    ref = MeshRenderer(faces, uvs, flat_texture(RED), visibility="raycast").render(verts, cam)
+    new = MeshRenderer(faces, uvs, flat_texture(RED)).render(verts, cam)
+    assert new.depth[48, 48] == pytest.approx(DIST + 0.1, abs=1e-3)
+    diff = _compare(new, ref)
+    assert diff["coverage_off"] == 0 and diff["rgba_max"] <= 1, diff
+
+
+def test_raster_result_does_not_depend_on_the_previous_frame():
+    # The faces seen last frame are scanned first (a speed hint): any hint, stale or
+    # wrong, gives the same image.
+    verts, faces, uvs, texture = _head_scene()
+    cam = Camera.orbit(20, 5, width=128, height=128)
+    renderer = MeshRenderer(faces, uvs, texture, aa_samples=4)
+    fresh = renderer.render(verts, cam)
+    for hint in (np.zeros(len(faces), bool), np.ones(len(faces), bool),
+                 np.random.default_rng(0).random(len(faces)) < 0.5, ~renderer._seen):
+        renderer._seen = hint
+        again = renderer.render(verts, cam)
+        np.testing.assert_array_equal(again.rgba, fresh.rgba)
+        np.testing.assert_array_equal(again.depth, fresh.depth)
+        np.testing.assert_array_equal(again.normals, fresh.normals)
+
+
+def test_scan_conversion_covers_each_centre_once_along_shared_edges():
+    # Two triangles sharing a diagonal that passes exactly through pixel centres, and a
+    # vertical edge exactly on a column of centres: every centre of the square belongs to
+    # exactly one triangle (no cracks, no double hits), whichever order they come in.
+    from avatar_runtime.render.raster import rasterize
+
+    x = np.array([[2.5, 2.5], [10.5, 10.5], [10.5, 2.5]])   # corners [3, F]
+    y = np.array([[2.5, 2.5], [2.5, 10.5], [10.5, 10.5]])
+    q = np.ones((3, 2))
+    for first in (None, np.array([True, False]), np.array([False, True])):
+        vis = rasterize(x, y, q, 16, 16, first=first)
+        covered = vis.face < 2
+        rows, cols = np.nonzero(covered)
+        # Half-open: centres (c + 0.5, r + 0.5) with 2.5 <= x < 10.5 and 2.5 <= y < 10.5.
+        assert covered.sum() == 8 * 8
+        assert rows.min() == 2 and rows.max() == 9 and cols.min() == 2 and cols.max() == 9
+        # The diagonal x == y goes to exactly one side.
+        diagonal = vis.face[np.arange(2, 10), np.arange(2, 10)]
+        assert len(set(diagonal.tolist())) == 1
+        np.testing.assert_allclose(vis.inv_depth[covered], 1.0)
+
+
+def test_visibility_modes_are_checked():
+    _verts, faces, uvs = quad()
+    with pytest.raises(ValueError, match="visibility must be one of"):
+        MeshRenderer(faces, uvs, checker_texture(), visibility="zbuffer")
+
+
+def test_edge_rays_against_nearby_triangles_match_the_whole_mesh(monkeypatch):
+    # Sub-pixel rays are cast against only the triangles whose screen boxes reach an edge
+    # pixel; casting them against every triangle must give the very same image.
+    verts, faces, uvs, texture = _head_scene()
+    cam = Camera.orbit(-30, 15, width=160, height=160)
+    renderer = MeshRenderer(faces, uvs, texture, aa_samples=8)
+    subset = renderer.render(verts, cam)
+    monkeypatch.setattr(MeshRenderer, "_edge_scene", lambda self, full, edges, bounds: full)
+    whole = renderer.render(verts, cam)
+    np.testing.assert_array_equal(subset.rgba, whole.rgba)
+    np.testing.assert_array_equal(subset.depth, whole.depth)
+    np.testing.assert_array_equal(subset.normals, whole.normals)

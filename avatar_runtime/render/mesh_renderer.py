@@ -1,11 +1,15 @@
-"""Fast CPU mesh renderer: unlit textured triangles via open3d's Embree ray caster.
+"""Fast CPU mesh renderer: unlit textured triangles, scan-converted or ray cast.
 
-Every frame the deformed vertices go into a fresh `open3d.t.geometry.RaycastingScene`
-(a BVH build over ~9k triangles costs a few ms, cheaper than refitting through Python),
-one ray per pixel centre is cast inside the screen-space bounding box of the mesh, and
-the hit's barycentrics interpolate per-corner texel coordinates that `cv2.remap` samples
-bilinearly. Silhouette and occlusion-edge pixels get a few extra sub-pixel rays, so alpha
-is fractional coverage there while interior pixels stay opaque.
+Pixel centres find their triangle by scan conversion into a z-buffer (`raster.py`,
+vectorised numpy): the same nearest hit a ray through the centre gets, for about a
+third of the CPU time of casting one ray per pixel. Texel coordinates / depth are affine in screen space over a triangle, so
+per-face plane coefficients give perspective-correct texel coordinates that `cv2.remap`
+samples bilinearly. Silhouette and occlusion-edge pixels get a few extra sub-pixel rays
+from open3d's Embree ray caster, so alpha is fractional coverage there while interior
+pixels stay opaque; that scene holds only the triangles whose screen boxes reach an edge
+pixel (a BVH over a few thousand triangles, built per frame since the mesh deforms).
+`visibility="raycast"` casts one ray per pixel centre instead (the reference the raster
+path is tested against; also the path when a vertex is at or behind the camera plane).
 
 Conventions (DESIGN.md section 5): world metres, +Y up; cameras are `Camera` (OpenGL
 camera-to-world); images are RGBA8 with straight alpha and row 0 at the top; depth is
@@ -16,13 +20,14 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import cv2
 import numpy as np
 import open3d as o3d
 
+from avatar_runtime.render import raster
 from avatar_runtime.render.camera import Camera
 
 # Sub-pixel offsets (pixels, x right / y down, relative to the pixel centre) for edge
@@ -48,6 +53,9 @@ _STEP_FOOTPRINTS = 4.0
 _STEP_MIN_M = 0.005
 # Extra pixels around the projected bounding box; sub-pixel rays reach 0.5 px out.
 _WINDOW_MARGIN_PX = 2
+# Triangle screen boxes are widened by this much when picking the triangles that edge
+# pixels' sub-pixel rays can hit.
+_EDGE_BOX_SLACK_PX = 1e-3
 # Vertices closer than this to the camera plane make the screen box meaningless.
 _MIN_PROJECT_DEPTH_M = 1e-4
 # `cv2.remap` refuses images with a side of SHRT_MAX or more, so longer sample lists are
@@ -228,7 +236,13 @@ def _check_background(background: np.ndarray, height: int, width: int) -> np.nda
 
 
 def _screen_window(vertices: np.ndarray, camera: Camera) -> tuple[int, int, int, int] | None:
-    """Pixel box (y0, y1, x0, x1) that holds every pixel the mesh can touch, or None.
+    """Pixel box (y0, y1, x0, x1) that holds every pixel the mesh can touch, or None."""
+    return _project(vertices, camera)[0]
+
+
+def _project(vertices: np.ndarray, camera: Camera
+             ) -> tuple[tuple[int, int, int, int] | None, np.ndarray, np.ndarray]:
+    """Screen window (see below), pixel positions [V, 2] and view depths [V] (float64).
 
     Triangles project inside the convex hull of their projected vertices (when all are in
     front of the camera), so the box of the projected vertices plus a margin is safe. A
@@ -238,12 +252,12 @@ def _screen_window(vertices: np.ndarray, camera: Camera) -> tuple[int, int, int,
     with np.errstate(divide="ignore", invalid="ignore"):  # vertices on the camera plane
         xy, depth = camera.project(vertices.astype(np.float64))
     if depth.min() <= _MIN_PROJECT_DEPTH_M:
-        return full if depth.max() > 0 else None
+        return (full if depth.max() > 0 else None), xy, depth
     lo = np.floor(xy.min(axis=0)).astype(int) - _WINDOW_MARGIN_PX
     hi = np.ceil(xy.max(axis=0)).astype(int) + _WINDOW_MARGIN_PX + 1
     x0, y0 = max(lo[0], 0), max(lo[1], 0)
     x1, y1 = min(hi[0], camera.width), min(hi[1], camera.height)
-    return (y0, y1, x0, x1) if x0 < x1 and y0 < y1 else None
+    return ((y0, y1, x0, x1) if x0 < x1 and y0 < y1 else None), xy, depth
 
 
 def _remap_flat(texture: np.ndarray, map_x: np.ndarray, map_y: np.ndarray) -> np.ndarray:
@@ -284,19 +298,52 @@ def _edge_pixels(depth: np.ndarray, focal_px: float) -> np.ndarray:
         return mixed | (step > threshold)
 
 
-def _face_normal_table(vertices: np.ndarray, faces: np.ndarray, eye: np.ndarray) -> np.ndarray:
+def _face_normal_table(vertices: np.ndarray, faces_t: np.ndarray, eye: np.ndarray) -> np.ndarray:
     """Unit geometric face normals facing the eye -> [F + 1, 3] float32, row F = 0.
 
-    The sign of dot(n, p - eye) is the same for every point p of a planar triangle, so
-    orienting per face is exact and far cheaper than per pixel. The zero row F is what
-    misses (face index F) gather. Degenerate triangles get a zero normal.
+    vertices [V, 3] float32, faces_t [3, F] corner indices. The sign of dot(n, p - eye)
+    is the same for every point p of a planar triangle, so orienting per face is exact
+    and far cheaper than per pixel. The zero row F is what misses (face index F) gather.
+    Degenerate triangles get a zero normal. Computed per component on [F] rows.
     """
-    v0, v1, v2 = (np.take(vertices, faces[:, k], axis=0) for k in range(3))
-    n = np.cross(v1 - v0, v2 - v0)
-    length = np.linalg.norm(n, axis=1, keepdims=True)
-    n = np.divide(n, length, out=np.zeros_like(n), where=length > 0)
-    n *= np.where(np.einsum("fk,fk->f", n, v0 - eye) > 0, -1.0, 1.0).astype(np.float32)[:, None]
-    return np.concatenate([n, np.zeros((1, 3), np.float32)]).astype(np.float32)
+    p = np.take(np.ascontiguousarray(vertices.T), faces_t, axis=1)   # [xyz, corner, F]
+    (ax, ay, az), (bx, by, bz) = p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]
+    n = np.stack([ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx])
+    length = np.sqrt(np.einsum("kf,kf->f", n, n))
+    towards = np.einsum("kf,kf->f", n, p[:, 0] - eye[:, None]) > 0   # facing away: flip
+    scale = np.divide(np.where(towards, -1.0, 1.0).astype(np.float32), length,
+                      out=np.zeros_like(length), where=length > 0)
+    table = np.zeros((len(length) + 1, 3), np.float32)
+    table[:-1] = (n * scale).T
+    return table
+
+
+def _texel_planes(texel_table: np.ndarray, x: np.ndarray, y: np.ndarray, q: np.ndarray
+                  ) -> np.ndarray:
+    """Per-face planes of texel x / depth and texel y / depth over window pixels.
+
+    texel_table [6, F + 1] (see MeshRenderer._make_texel_table); x, y [3, F] corner pixel
+    positions, q [3, F] corner 1 / depth. Returns [6, F + 1] float32 rows (a_x, b_x, c_x,
+    a_y, b_y, c_y): texel x / depth = a_x * px + b_x * py + c_x at pixel position
+    (px, py) on the face's plane. Column F, gathered by misses, and faces of zero screen
+    area (never covered) are zeros / constants.
+    """
+    n = x.shape[1]
+    t = texel_table[:, :n].astype(np.float64)
+    e1x, e1y, e2x, e2y = x[1] - x[0], y[1] - y[0], x[2] - x[0], y[2] - y[0]
+    det = e1x * e2y - e2x * e1y
+    inv = np.divide(1.0, det, out=np.zeros_like(det), where=det != 0)
+    planes = np.zeros((6, n + 1), np.float32)
+    for k in range(2):
+        v0 = t[k] * q[0]
+        d1 = (t[k] + t[2 + k]) * q[1] - v0
+        d2 = (t[k] + t[4 + k]) * q[2] - v0
+        a = (d1 * e2y - d2 * e1y) * inv
+        b = (d2 * e1x - d1 * e2x) * inv
+        planes[3 * k, :n] = a
+        planes[3 * k + 1, :n] = b
+        planes[3 * k + 2, :n] = v0 - a * x[0] - b * y[0]
+    return planes
 
 
 def _composite_over(rgba: np.ndarray, background: np.ndarray) -> np.ndarray:
@@ -323,12 +370,52 @@ class _Hits:
     bary: np.ndarray  # [..., 2] float32 weights of the 2nd and 3rd triangle corners
 
 
+class _Scene:
+    """Embree scene over all triangles of a mesh, or a subset, built on first use.
+
+    Casts report triangle indices of the whole mesh (F, the sentinel, on a miss) whatever
+    the subset, so hits index the renderer's per-face tables directly.
+    """
+
+    def __init__(self, vertices: np.ndarray, faces: np.ndarray, n_faces: int,
+                 face_ids: np.ndarray | None = None):
+        self.vertices = vertices   # [V, 3] float32 contiguous
+        self._faces = faces        # [F', 3] uint32 contiguous: all faces or faces[face_ids]
+        self._n_faces = n_faces
+        # Maps the scene's primitive ids (and INVALID_ID, clipped to F') to mesh faces.
+        self._face_map = None if face_ids is None else np.append(face_ids, n_faces).astype(np.intp)
+        self._scene: o3d.t.geometry.RaycastingScene | None = None
+        self._lock = threading.Lock()
+
+    def _get(self) -> o3d.t.geometry.RaycastingScene:
+        with self._lock:
+            if self._scene is None:
+                scene = o3d.t.geometry.RaycastingScene()
+                scene.add_triangles(o3d.core.Tensor.from_numpy(self.vertices),
+                                    o3d.core.Tensor.from_numpy(self._faces))
+                self._scene = scene
+            return self._scene
+
+    def cast(self, rays: np.ndarray) -> _Hits:
+        """Cast rays [..., 6] float32 (unit directions) -> _Hits of shape [...]."""
+        res = self._get().cast_rays(o3d.core.Tensor.from_numpy(np.ascontiguousarray(rays)))
+        # intp because np.take with it is ~4x faster than uint32 fancy indexing; INVALID_ID
+        # (2^32 - 1) on a miss becomes F, the sentinel row of the per-face tables.
+        face = res["primitive_ids"].numpy().astype(np.intp)
+        if self._face_map is None:
+            np.minimum(face, self._n_faces, out=face)
+        else:
+            np.minimum(face, len(self._face_map) - 1, out=face)
+            face = np.take(self._face_map, face)
+        return _Hits(res["t_hit"].numpy(), face, res["primitive_uvs"].numpy())
+
+
 @dataclass
 class _Frame:
     """Per-render state, read once so that set_texture() from another thread cannot mix
     one texture with another texture's table mid-frame."""
 
-    scene: o3d.t.geometry.RaycastingScene
+    scene: _Scene             # the whole mesh (built only if a path casts against it)
     camera: Camera
     normal_table: np.ndarray  # [F + 1, 3] float32, see _face_normal_table
     texture: np.ndarray       # [T_h, T_w, 4] uint8
@@ -344,6 +431,9 @@ class _Pixels:
     normals: np.ndarray  # [h, w, 3] float32, 0 on a miss
 
 
+VISIBILITY_MODES = ("raster", "raycast")
+
+
 class MeshRenderer:
     """Renders one triangle topology with one texture under changing vertex positions.
 
@@ -352,19 +442,30 @@ class MeshRenderer:
     alpha multiplies coverage (cut-outs). `shading` in [0, 1] mixes a Lambert term from a
     light at the camera into the (already lit) texture colour; 0 renders it unlit.
     `aa_samples` in {0, 4, 8, 16} is the number of extra rays per edge pixel.
+
+    `visibility` chooses how pixel centres find their triangle: "raster" (default) scans
+    the triangles into a z-buffer (see `raster.py`) and ray casts only the sub-pixel
+    samples of edge pixels, against the triangles near those pixels; "raycast" casts one
+    ray per pixel centre against the whole mesh. Both give the same image up to float
+    rounding; "raster" is the faster, and falls back to "raycast" when a vertex is at or
+    behind the camera plane.
     """
 
     def __init__(self, faces: np.ndarray, face_uvs: np.ndarray, texture: np.ndarray, *,
-                 shading: float = 0.0, aa_samples: int = 8):
+                 shading: float = 0.0, aa_samples: int = 8, visibility: str = "raster"):
         self._faces = _check_faces(faces)
-        self._faces_o3d = o3d.core.Tensor.from_numpy(self._faces)
+        self._faces_t = np.ascontiguousarray(self._faces.T, np.intp)
         self._n_vertices_needed = int(self._faces.max()) + 1
         self._face_uvs = _check_face_uvs(face_uvs, len(self._faces))
         if not 0.0 <= shading <= 1.0:
             raise ValueError(f"shading must be in [0, 1], got {shading}")
         if aa_samples not in AA_PATTERNS:
             raise ValueError(f"aa_samples must be one of {sorted(AA_PATTERNS)}, got {aa_samples}")
+        if visibility not in VISIBILITY_MODES:
+            raise ValueError(f"visibility must be one of {VISIBILITY_MODES}, got {visibility!r}")
         self.shading = float(shading)
+        self.visibility = visibility
+        self._seen: np.ndarray | None = None  # bool [F]: faces the last raster frame showed
         self._aa_offsets = AA_PATTERNS[aa_samples]
         self.set_texture(texture)
 
@@ -433,24 +534,26 @@ class MeshRenderer:
 
     # ----------------------------------------------------------------- pipeline
 
-    def _build_scene(self, vertices: np.ndarray) -> o3d.t.geometry.RaycastingScene:
-        """Embree scene over vertices [V, 3] float32 (the BVH is built on the first cast)."""
-        scene = o3d.t.geometry.RaycastingScene()
-        scene.add_triangles(o3d.core.Tensor.from_numpy(vertices), self._faces_o3d)
-        return scene
+    def _build_scene(self, vertices: np.ndarray) -> _Scene:
+        """Embree scene over vertices [V, 3] float32 (built on its first cast)."""
+        return _Scene(vertices, self._faces, self.n_faces)
 
-    def _render(self, scene, vertices: np.ndarray, camera: Camera,
+    def _render(self, scene: _Scene, vertices: np.ndarray, camera: Camera,
                 background: np.ndarray | None) -> RenderOutput:
-        """Full-frame output; only the mesh's screen window is ray cast."""
+        """Full-frame output; only the mesh's screen window is rendered."""
         h, w = camera.height, camera.width
         out = RenderOutput(np.zeros((h, w, 4), np.uint8), np.full((h, w), np.inf, np.float32),
                            np.zeros((h, w, 3), np.float32))
-        window = _screen_window(vertices, camera)
+        window, xy, depth = _project(vertices, camera)
         if window is not None:
             eye = np.asarray(camera.c2w[:3, 3], np.float32)
-            frame = _Frame(scene, camera, _face_normal_table(vertices, self._faces, eye),
+            frame = _Frame(scene, camera, _face_normal_table(vertices, self._faces_t, eye),
                            *self._texture)
-            px = self._render_window(frame, window)
+            if (self.visibility == "raster" and depth.min() > _MIN_PROJECT_DEPTH_M
+                    and self.n_faces < raster.MAX_FACES):
+                px = self._render_window_raster(frame, window, xy, depth)
+            else:
+                px = self._render_window(frame, window)
             y0, y1, x0, x1 = window
             out.rgba[y0:y1, x0:x1] = px.rgba
             out.depth[y0:y1, x0:x1] = px.depth
@@ -460,44 +563,113 @@ class MeshRenderer:
         return out
 
     def _render_window(self, frame: _Frame, window: tuple[int, int, int, int]) -> _Pixels:
-        """Render the pixels [y0:y1, x0:x1] of the frame's camera."""
+        """Render the pixels [y0:y1, x0:x1] of the frame's camera, a ray per pixel centre."""
         cam = frame.camera
         y0, y1, x0, x1 = window
         rays = _RAY_CACHE.world(cam)[y0:y1, x0:x1]
         cos = _RAY_CACHE.local(cam.fov_y_deg, cam.width, cam.height)[1][y0:y1, x0:x1]
-        hits = self._cast(frame.scene, rays)
+        hits = frame.scene.cast(rays)
         px = _Pixels(_sample(frame, hits), hits.t * cos, np.take(frame.normal_table, hits.face, 0))
         # Straight alpha: zero whole pixels on a miss (one uint32 per RGBA pixel).
         px.rgba.view(np.uint32)[..., 0] *= np.isfinite(hits.t)
-        if len(self._aa_offsets):
-            rows, cols = np.nonzero(_edge_pixels(px.depth, cam.focal_px))
-            self._antialias(frame, px, rows, cols, (y0, x0))
-        if self.shading > 0:
-            self._apply_headlight(px, rays[..., 3:])
+        edges = self._edge_samples(frame, px.depth, window, frame.scene)
+        if edges is not None:
+            self._antialias(frame, px, *edges)
+        self._finish(frame, px, window)
         return px
 
-    def _cast(self, scene: o3d.t.geometry.RaycastingScene, rays: np.ndarray) -> _Hits:
-        """Cast rays [..., 6] float32 (unit directions) -> _Hits of shape [...]."""
-        res = scene.cast_rays(o3d.core.Tensor.from_numpy(np.ascontiguousarray(rays)))
-        # intp because np.take with it is ~4x faster than uint32 fancy indexing; INVALID_ID
-        # (2^32 - 1) on a miss becomes F, the sentinel row of the per-face tables.
-        face = res["primitive_ids"].numpy().astype(np.intp)
-        np.minimum(face, self.n_faces, out=face)
-        return _Hits(res["t_hit"].numpy(), face, res["primitive_uvs"].numpy())
+    def _render_window_raster(self, frame: _Frame, window: tuple[int, int, int, int],
+                              xy: np.ndarray, depth: np.ndarray) -> _Pixels:
+        """As _render_window, with pixel centres resolved by scan conversion.
+
+        xy [V, 2], depth [V]: the vertices' pixel positions and view depths (all > 0).
+        """
+        y0, y1, x0, x1 = window
+        h, w = y1 - y0, x1 - x0
+        x = np.take(xy[:, 0] - x0, self._faces_t)   # [3, F] corners in window pixels
+        y = np.take(xy[:, 1] - y0, self._faces_t)
+        q = np.take(1.0 / depth, self._faces_t)
+        # Faces seen last time are scanned first, so most others are skipped as hidden.
+        vis = raster.rasterize(x, y, q, h, w, first=self._seen)
+        self._seen = np.bincount(vis.face.ravel(), minlength=self.n_faces + 1)[:-1] > 0
+        with np.errstate(divide="ignore"):
+            px_depth = np.reciprocal(vis.inv_depth)            # +inf where nothing is hit
+        # Texel coordinates are affine in the barycentrics, so (texel / depth) is affine in
+        # screen space over each triangle: plane coefficients per face, evaluated at the
+        # pixel centres, then divided by 1 / depth (perspective-correct interpolation).
+        planes = _texel_planes(frame.texel_table, x, y, q)    # [6, F + 1]
+        a_x, b_x, c_x, a_y, b_y, c_y = (np.take(p, vis.face) for p in planes)
+        cx = np.arange(w, dtype=np.float32) + np.float32(0.5)
+        cy = (np.arange(h, dtype=np.float32) + np.float32(0.5))[:, None]
+        scale = np.minimum(px_depth, np.float32(np.finfo(np.float32).max))  # misses: 0 * max
+        map_x = (a_x * cx + b_x * cy + c_x) * scale
+        map_y = (a_y * cx + b_y * cy + c_y) * scale
+        rgba = _remap_flat(frame.texture, map_x, map_y)
+        rgba.view(np.uint32)[..., 0] *= vis.inv_depth > 0
+        px = _Pixels(rgba, px_depth, np.take(frame.normal_table, vis.face, 0))
+        edges = self._edge_samples(frame, px_depth, window, None, vis.bounds)
+        if edges is not None:
+            self._antialias(frame, px, *edges)
+        self._finish(frame, px, window)
+        return px
+
+    def _edge_samples(self, frame: _Frame, depth: np.ndarray,
+                      window: tuple[int, int, int, int], scene: _Scene | None,
+                      bounds: np.ndarray | None = None
+                      ) -> tuple[np.ndarray, np.ndarray, _Hits, np.ndarray] | None:
+        """Edge pixels of a window's depth [h, w] and what their sub-pixel rays hit.
+
+        Returns None (no anti-aliasing or no edge pixel) or (rows [M], cols [M], hits
+        [M, S], view-axis cosines [M, S]). scene None: cast against only the triangles
+        whose screen boxes bounds [4, F] (window pixels) reach an edge pixel, which hit
+        what the whole mesh would hit: a sub-pixel ray can only meet a triangle that
+        projects onto its pixel.
+        """
+        if not len(self._aa_offsets):
+            return None
+        edges = _edge_pixels(depth, frame.camera.focal_px)
+        rows, cols = np.nonzero(edges)
+        if len(rows) == 0:
+            return None
+        if scene is None:
+            scene = self._edge_scene(frame.scene, edges, bounds)
+        rays, cos = _subpixel_rays(frame.camera, rows + window[0], cols + window[2],
+                                   self._aa_offsets)
+        return rows, cols, scene.cast(rays), cos
+
+    def _finish(self, frame: _Frame, px: _Pixels, window: tuple[int, int, int, int]) -> None:
+        """The headlight on a window's render, in place."""
+        if self.shading > 0:
+            y0, y1, x0, x1 = window
+            self._apply_headlight(px, _RAY_CACHE.world(frame.camera)[y0:y1, x0:x1, 3:])
+
+    def _edge_scene(self, full: _Scene, edges: np.ndarray, bounds: np.ndarray) -> _Scene:
+        """Scene over the triangles whose box bounds [4, F] reaches a pixel of edges [h, w].
+
+        A sample of pixel (r, c) lies in [c, c + 1] x [r, r + 1], so a triangle with box
+        [x_min, x_max] x [y_min, y_max] can only be hit from pixels with c in
+        [ceil(x_min) - 1, floor(x_max)] and r likewise (widened by _EDGE_BOX_SLACK_PX for
+        the ray caster's rounding): counted with a summed-area table.
+        """
+        h, w = edges.shape
+        table = cv2.integral(edges.view(np.uint8))           # [h + 1, w + 1] int32
+        lo = np.ceil(bounds[[0, 2]] - _EDGE_BOX_SLACK_PX) - 1
+        hi = np.floor(bounds[[1, 3]] + _EDGE_BOX_SLACK_PX) + 1   # exclusive
+        c0, r0 = np.clip(lo, 0, [[w], [h]]).astype(np.intp)
+        c1, r1 = np.clip(hi, 0, [[w], [h]]).astype(np.intp)
+        count = table[r1, c1] - table[r0, c1] - table[r1, c0] + table[r0, c0]
+        ids = np.flatnonzero(count > 0)
+        return _Scene(full.vertices, np.ascontiguousarray(self._faces[ids]), self.n_faces, ids)
 
     def _antialias(self, frame: _Frame, px: _Pixels, rows: np.ndarray, cols: np.ndarray,
-                   origin: tuple[int, int]) -> None:
-        """Resolve edge pixels (rows, cols) [M] of px in place from sub-pixel rays.
+                   sub: _Hits, cos: np.ndarray) -> None:
+        """Resolve edge pixels (rows, cols) [M] of px in place from sub-pixel ray hits
+        sub [M, S] (view-axis cosines cos [M, S]).
 
         alpha = texture-alpha-weighted coverage over the centre ray plus the pattern;
         colour = weighted mean of the covered samples (straight alpha: edges keep the
-        surface colour instead of fading to black). origin = (y0, x0) of px in the image.
+        surface colour instead of fading to black).
         """
-        if len(rows) == 0:
-            return
-        rays, cos = _subpixel_rays(frame.camera, rows + origin[0], cols + origin[1],
-                                   self._aa_offsets)
-        sub = self._cast(frame.scene, rays)                                     # [M, S]
         sub_rgba = _sample(frame, sub).astype(np.float32)                       # [M, S, 4]
         weight = np.isfinite(sub.t) * (sub_rgba[..., 3] / 255.0)                # [M, S]
         centre = px.rgba[rows, cols].astype(np.float32)                         # [M, 4]
