@@ -1,15 +1,19 @@
 """Volume path costs: `reference` vs `fast` sampler, and Portrait4D cached vs uncached.
 
-1. Samplers on a known field (the visual-hull triplane field of the head template,
-   3 x 32 x 128^2 planes, EG3D decoder): ms/frame and decoder samples/frame at 64^2 and
-   128^2, PSNR between the two (premultiplied RGBA). The fast sampler's occupancy grid
-   is built once per field (its cost is printed separately); `fast+band` also uses the
-   head mesh's depth (as a fitted avatar does) and includes the mesh render.
+1. Samplers on two fields, both 3 x 32 x R^2 planes + the EG3D decoder: `hull`, the
+   closed-form visual hull of the head template (R = 128), and `trained`, a field fitted
+   by gradient descent to multi-view renders of the textured head
+   (`avatar_runtime.train.triplane_fit`, R = 64; trained on the first run, about two
+   minutes, then cached in the temp directory). ms/frame and decoder samples/frame at
+   64^2 and 128^2, PSNR between the two (premultiplied RGBA). The fast sampler's
+   occupancy grid is built once per field (its cost is printed separately); `fast+band`
+   (hull only) also uses the head mesh's depth (as a fitted avatar does) and includes
+   the mesh render.
 2. Portrait4D `tiny` and `small` (random weights: cost only): per-frame network time of
    the cached path (driving half) vs the uncached forward pass, and the paper preset's
    parameter count and FLOPs per frame (meta device, no memory needed).
 
-    .venv/bin/python benchmarks/bench_volume.py [--frames 5]
+    .venv/bin/python benchmarks/bench_volume.py [--frames 5] [--threads N] [--retrain]
 
 Timings are medians (and minima: the least disturbed run on a shared machine).
 """
@@ -17,8 +21,12 @@ Timings are medians (and minima: the least disturbed run on a shared machine).
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
+import tempfile
 import time
+from functools import partial
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -30,6 +38,9 @@ from avatar_runtime.render.camera import Camera
 from avatar_runtime.render.mesh_renderer import MeshRenderer
 from avatar_runtime.render.volume import FastSampler, OccupancyGrid, make_sampler, render_field
 from avatar_runtime.render.volume.reference_fields import MeshShellField, hull_field
+from avatar_runtime.train.triplane_fit import TriplaneFitConfig, fit_head_field
+
+FIT_CACHE = Path(tempfile.gettempdir()) / "avatar_runtime_fits"
 
 
 def timed(fn, frames: int) -> tuple[float, float, object]:
@@ -50,30 +61,40 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def bench_samplers(frames: int) -> None:
     head = load_head_model()
-    field = hull_field(head.template, head.faces)
-    t0 = time.perf_counter()
-    fast = make_sampler("fast", field)
-    build_ms = (time.perf_counter() - t0) * 1e3
-    grid: OccupancyGrid = fast.grid
-    print(f"occupancy grid {grid.resolution}^3: built once per field in {build_ms:.0f} ms "
-          f"({grid.build_samples} decoder samples), {float(grid.mask.float().mean()):.1%} occupied")
-    reference = make_sampler("reference")
+    fit_config = TriplaneFitConfig()
+    trained, report = fit_head_field(fit_config, head, cache_dir=FIT_CACHE)
+    print(f"trained field: {report.steps} Adam steps ({fit_config.rays_per_step} rays each, "
+          f"{fit_config.views} views at {fit_config.image_size}^2) in {report.seconds:.0f} s"
+          f"{' (cached)' if report.cached else ''}; final loss {report.final_loss:.4f}, held-out "
+          f"PSNR vs the mesh {report.heldout_psnr:.2f} dB")
     mesh = MeshRenderer(head.faces, head.face_uvs, np.zeros((4, 4, 3), np.uint8), aa_samples=0)
-    print(f"{'size':>5} {'sampler':>10} {'ms/frame':>9} {'min':>7} {'samples/frame':>14} "
-          f"{'per px':>7} {'ratio':>6} {'PSNR dB':>8}")
-    for res in (64, 128):
-        cam = Camera.orbit(25, 10, width=res, height=res)
-        with torch.no_grad():
-            ref_ms, ref_min, ref = timed(lambda: render_field(field, cam, reference), max(1, frames // 2))
-            runs = {
-                "fast": lambda: render_field(field, cam, fast),
-                "fast+band": lambda: render_field(field, cam, fast,
-                                                  mesh.render(head.template, cam).depth),
-            }
-            _row(res, "reference", ref_ms, ref_min, ref, ref, res)
-            for name, fn in runs.items():
-                ms, ms_min, out = timed(fn, frames)
-                _row(res, name, ms, ms_min, out, ref, res)
+    for name, field in (("hull", hull_field(head.template, head.faces)), ("trained", trained)):
+        t0 = time.perf_counter()
+        fast = make_sampler("fast", field)
+        build_ms = (time.perf_counter() - t0) * 1e3
+        grid: OccupancyGrid = fast.grid
+        print(f"\n{name} field, planes R = {field.planes.shape[-1]}; occupancy grid "
+              f"{grid.resolution}^3 built once per field in {build_ms:.0f} ms "
+              f"({grid.build_samples} decoder samples), {float(grid.mask.float().mean()):.1%} occupied")
+        print(f"{'size':>5} {'sampler':>10} {'ms/frame':>9} {'min':>7} {'samples/frame':>14} "
+              f"{'per px':>7} {'ratio':>6} {'PSNR dB':>8}")
+        for res in (64, 128):
+            cam = Camera.orbit(25, 10, width=res, height=res)
+            runs = {"fast": partial(render_field, field, cam, fast)}
+            if name == "hull":
+                runs["fast+band"] = partial(_with_band, field, cam, fast, mesh, head.template)
+            with torch.inference_mode():
+                ref_ms, ref_min, ref = timed(partial(render_field, field, cam, make_sampler("reference")),
+                                             max(1, frames // 2))
+                _row(res, "reference", ref_ms, ref_min, ref, ref, res)
+                for run, fn in runs.items():
+                    ms, ms_min, out = timed(fn, frames)
+                    _row(res, run, ms, ms_min, out, ref, res)
+
+
+def _with_band(field, cam, sampler, mesh: MeshRenderer, vertices: np.ndarray):
+    """The fitted-avatar path: mesh depth first, then the band-limited volume render."""
+    return render_field(field, cam, sampler, mesh.render(vertices, cam).depth)
 
 
 def _row(res, name, ms, ms_min, out, ref, size) -> None:
@@ -109,8 +130,8 @@ def bench_portrait4d(frames: int) -> None:
         image, src, drv = torch.rand(1, 3, s, s), torch.rand(1, MOTION_DIM), torch.rand(1, MOTION_DIM)
         with torch.no_grad():
             cache = model.encode_source(image, src)
-            full_ms, _, _ = timed(lambda: model(image, src, drv), frames)
-            cached_ms, _, _ = timed(lambda: model.animate(cache, drv), frames)
+            full_ms, _, _ = timed(partial(model, image, src, drv), frames)
+            cached_ms, _, _ = timed(partial(model.animate, cache, drv), frames)
         n = sum(p.numel() for p in model.parameters()) / 1e6
         print(f"{name:>7} {n:8.2f}M {full_ms:12.1f} {cached_ms:10.1f} {full_ms / cached_ms:8.1f}x")
 
@@ -147,7 +168,13 @@ def paper_flops() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=5)
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--retrain", action="store_true", help="fit the trained field again")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.retrain:
+        shutil.rmtree(FIT_CACHE, ignore_errors=True)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     bench_samplers(args.frames)
     band_quality()

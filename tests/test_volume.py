@@ -1,4 +1,5 @@
-"""Volume renderer: `fast` sampler vs EG3D's `reference` scheme on known fields.
+"""Volume renderer: `fast` sampler vs EG3D's `reference` scheme on known fields and on a
+field trained by gradient descent.
 
 Image quality is compared on premultiplied RGBA (the image over black, and its alpha):
 straight colour is undefined where alpha is ~0.
@@ -13,10 +14,12 @@ import torch
 from avatar_runtime.head.model import load_head_model
 from avatar_runtime.render.camera import Camera
 from avatar_runtime.render.mesh_renderer import MeshRenderer
-from avatar_runtime.render.volume import (FastSampler, FieldBox, OccupancyConfig, TriplaneDecoder, TriplaneField,
-                                          make_sampler, render_field)
+from avatar_runtime.render.volume import (DecoderConfig, FastSampler, FieldBox, OccupancyConfig, TriplaneDecoder,
+                                          TriplaneField, make_sampler, render_field)
+from avatar_runtime.render.volume.field import sample_planes
 from avatar_runtime.render.volume.reference_fields import MeshShellField, hull_field
 from avatar_runtime.render.volume.superres import SuperResolution, SuperResolutionConfig
+from avatar_runtime.train.triplane_fit import TriplaneFitConfig, fit_head_field
 
 VIEWS = [(0.0, 0.0), (25.0, 10.0), (-40.0, -8.0)]
 
@@ -53,6 +56,38 @@ def test_fast_matches_reference_with_10x_fewer_samples(hull, res, views):
         assert ref.n_samples >= 10 * out.n_samples
         covered = torch.isfinite(ref.depth) & torch.isfinite(out.depth)
         assert float((ref.depth[covered] - out.depth[covered]).abs().median()) < 0.002
+
+
+@pytest.fixture(scope="module")
+def trained(head):
+    """A small field fitted to multi-view renders of the textured head (~20 s on 2 cores)."""
+    config = TriplaneFitConfig(resolution=32, decoder=DecoderConfig(in_channels=16, out_features=16),
+                               views=16, steps=120)
+    field, report = fit_head_field(config, head, progress=False)
+    return field, report, make_sampler("fast", field, OccupancyConfig(resolution=64))
+
+
+def test_fast_matches_reference_on_a_trained_field(trained):
+    field, report, fast = trained
+    assert report.heldout_psnr > 24.0  # it did learn the head (mesh vs reference render)
+    reference = make_sampler("reference")
+    for res, views in ((64, VIEWS[:2]), (128, VIEWS[1:2])):
+        for yaw, pitch in views:
+            cam = Camera.orbit(yaw, pitch, width=res, height=res)
+            with torch.no_grad():
+                ref, out = render_field(field, cam, reference), render_field(field, cam, fast)
+            assert psnr(premultiplied(ref.rgba), premultiplied(out.rgba)) >= 35.0
+            assert ref.n_samples >= 10 * out.n_samples
+
+
+def test_plane_table_matches_grid_sample():
+    planes = torch.randn(3, 8, 16, 16)
+    points = torch.rand(500, 3) * 2.4 - 1.2  # some outside the cube: zeros, as grid_sample
+    field = TriplaneField(planes, TriplaneDecoder(DecoderConfig(in_channels=8, out_features=8)))
+    with torch.no_grad():
+        assert torch.allclose(field.table().lookup(points), sample_planes(planes, points), atol=1e-5)
+        planes.mul_(2)  # edited in place: the table follows
+        assert torch.allclose(field.table().lookup(points), sample_planes(planes, points), atol=1e-5)
 
 
 def test_band_around_head_mesh_matches_reference(head):

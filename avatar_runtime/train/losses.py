@@ -57,6 +57,15 @@ def triplane_prior(planes: torch.Tensor) -> torch.Tensor:
     return planes.pow(2).mean() + tv
 
 
+def distortion(weights: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Mip-NeRF 360's distortion loss: weights [N, S] at sorted distances t [N, S] -> mean
+    over rays of sum_ij w_i w_j |t_i - t_j| (the point-sample form). Small when each ray's
+    weight sits in one thin layer: a surface rather than fog."""
+    w_before = torch.cumsum(weights, 1) - weights
+    wt_before = torch.cumsum(weights * t, 1) - weights * t
+    return (2 * weights * (t * w_before - wt_before)).sum(1).mean()
+
+
 class PretrainedLoss:
     """A loss that needs a pretrained network (TorchScript file mapping images [B, 3, H, W]
     in [0, 1] to features). Without a path it is skipped, and says so once."""

@@ -1,10 +1,11 @@
 """`fast` sampler: occupancy-grid empty-space skipping, early ray termination and, when a
 proxy surface (the deformed head mesh) is known, sampling only in a band around it.
 
-Each ray is marched in equal steps `step`. An iteration looks `window` steps ahead, keeps
-the first `samples_per_iter` steps that fall in occupied cells (empty cells cost a grid
-lookup, never a decoder call), decodes and composites them, and retires rays whose
-transmittance fell below `transmittance_eps` or that left their interval.
+Each ray is marched in equal steps (3/4 of a plane texel by default: bilinear planes vary
+no faster than a texel). An iteration looks `window` steps ahead, keeps the first
+`samples_per_iter` steps that fall in occupied cells (empty cells cost a grid lookup, never
+a decoder call), decodes the picks of all live rays in one call, composites them, and
+retires rays whose transmittance fell below `transmittance_eps` or that left their interval.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from avatar_runtime.render.volume.compositing import RayOutputs, composite_uniform
+from avatar_runtime.render.volume.compositing import RayOutputs
 from avatar_runtime.render.volume.field import TriplaneField
 from avatar_runtime.render.volume.occupancy import OccupancyGrid
 from avatar_runtime.render.volume.rays import RayBundle
@@ -23,8 +24,11 @@ from avatar_runtime.render.volume.rays import RayBundle
 class FastSamplerConfig:
     """Configuration of `FastSampler`."""
 
-    step: float = 2.0 / 256
-    """March step in field units (the cube side is 2)."""
+    step: float | None = None
+    """March step in field units (the cube side is 2); None: `step_texels` plane texels."""
+    step_texels: float = 0.75
+    """Default step in texels of the field's planes (2 / 256 for fields without planes);
+    bilinear planes vary no faster than a texel."""
     window: int = 16
     """Steps looked at per iteration (occupancy lookups only)."""
     samples_per_iter: int = 4
@@ -38,6 +42,13 @@ class FastSamplerConfig:
     march_surface_misses: bool = True
     """Rays that miss the proxy surface still march the occupancy grid (hair, shoulders);
     without a grid they are left empty."""
+    straggler_rays: int = 1024
+    """Below this many live rays, an iteration decodes `straggler_samples_per_iter` within
+    `straggler_window` steps: a few extra samples, far fewer iterations."""
+    straggler_samples_per_iter: int = 8
+    straggler_window: int = 32
+    first_hit_iterations: int = 16
+    """Box jumps to the first occupied cell; rays still jumping march from there."""
     max_iterations: int = 256
     """Safety bound on marching iterations."""
 
@@ -54,17 +65,25 @@ class FastSampler:
     def __call__(self, field: TriplaneField, rays: RayBundle,
                  surface_t: torch.Tensor | None = None) -> RayOutputs:
         start, end = self.intervals(rays, surface_t, field.box.half_extent)
-        out = RayOutputs.empty(len(rays), field.feature_dim, rays.near)
+        acc = rays.near.new_zeros(len(rays), field.feature_dim + 2)  # features, opacity, depth
         index = torch.nonzero(end > start).squeeze(1)
         if index.numel():
-            out.scatter(index, self._march(field, rays.subset(index), start[index], end[index]))
-        return out
+            self._march(field, rays, index, start[index], end[index], acc)
+        return RayOutputs(acc[:, :-2], acc[:, -2], acc[:, -1])
+
+    def step(self, field: TriplaneField) -> float:
+        """March step (field units) for `field`."""
+        if self.config.step is not None:
+            return self.config.step
+        texel = getattr(field, "texel", None)
+        return 2.0 / 256 if texel is None else self.config.step_texels * texel
 
     def intervals(self, rays: RayBundle, surface_t: torch.Tensor | None, unit_m: float
                   ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-ray [start, end) to march, field units: cube, occupied span, surface band."""
         end = torch.where(rays.hits_box, rays.far, rays.near)  # misses: empty interval
-        start = rays.near if self.grid is None else self.grid.first_hit(rays)
+        start = rays.near if self.grid is None else self.grid.first_hit(
+            rays, self.config.first_hit_iterations)
         start = torch.where(rays.hits_box, start, end)
         if surface_t is None:
             return start, end
@@ -75,72 +94,66 @@ class FastSampler:
         miss_end = end if keep_misses else start
         return torch.where(hit, band_start, start), torch.where(hit, band_end, miss_end)
 
-    def _march(self, field: TriplaneField, rays: RayBundle, start: torch.Tensor,
-               end: torch.Tensor) -> RayOutputs:
-        """March rays [A] from start to end [A]; see the module docstring."""
-        cfg = self.config
-        out = RayOutputs.empty(len(rays), field.feature_dim, start)
-        state = _MarchState(rays, start.clone(), end, field.feature_dim)
+    def _march(self, field: TriplaneField, rays: RayBundle, index: torch.Tensor,
+               start: torch.Tensor, end: torch.Tensor, acc: torch.Tensor) -> None:
+        """March rays[index] from start to end [A], adding weighted (features, 1, t) into
+        acc [N, F + 2]; see the module docstring."""
+        cfg, step = self.config, self.step(field)
+        # One row per live ray (origin 3, direction 3, t, end, transmittance): retiring
+        # rays is one gather, and finished rays need no write-back (acc is global).
+        state = torch.cat([rays.origins[index], rays.directions[index], start[:, None],
+                           end[:, None], torch.ones_like(start)[:, None]], 1)
         for _ in range(cfg.max_iterations):
-            if state.index.numel() == 0:
+            if index.numel() == 0:
                 break
-            ts, valid, advance = self._pick(state)
-            density, feats = _decode(field, state.rays, ts, valid)
-            part, state.trans = composite_uniform(ts, density, feats, cfg.step, state.trans)
-            state.acc.features += part.features
-            state.acc.opacity += part.opacity
-            state.acc.depth += part.depth
-            state.t = state.t + advance
-            state.keep((state.trans > cfg.transmittance_eps) & (state.t < state.end), out)
-        state.keep(torch.zeros_like(state.t, dtype=torch.bool), out)
-        return out
+            k, window = self._budget(index.numel())
+            ray, slot, ts, points, advance = self._pick(state, step, k, window)
+            density, feats = field.query(points)
+            weight, state[:, 8] = _weights(density * step, ray, slot, state[:, 8], k)
+            acc.index_add_(0, index[ray], torch.cat([feats, torch.ones_like(ts)[:, None],
+                                                     ts[:, None]], 1).mul_(weight[:, None]))
+            state[:, 6] += advance
+            alive = (state[:, 8] > cfg.transmittance_eps) & (state[:, 6] < state[:, 7])
+            if not bool(alive.all()):
+                keep = torch.nonzero(alive).squeeze(1)
+                state, index = state[keep], index[keep]
 
-    def _pick(self, state: "_MarchState") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Choose the next occupied steps of each live ray.
+    def _budget(self, n_rays: int) -> tuple[int, int]:
+        """(samples per ray, window) of this iteration: more of both once few rays are
+        left, so that the stragglers take fewer (cheap) iterations."""
+        cfg = self.config
+        if n_rays > cfg.straggler_rays:
+            return cfg.samples_per_iter, cfg.window
+        return cfg.straggler_samples_per_iter, cfg.straggler_window
 
-        Returns distances [A, K], which of them to decode [A, K] bool, and how far each
-        ray advances [A] (past its K-th pick, or the whole window).
+    def _pick(self, state: torch.Tensor, step: float, k: int, window: int
+              ) -> tuple[torch.Tensor, ...]:
+        """The next (up to) k occupied steps of each live ray within `window` steps.
+
+        Returns the picks' rays [M] and slots (0..k-1, their order along the ray) [M],
+        distances [M] and points [M, 3], and how far each ray advances [A] (past its k-th
+        pick, or the whole window).
         """
-        cfg, k = self.config, self.config.samples_per_iter
-        steps = torch.arange(cfg.window, device=state.t.device)
-        ts = state.t[:, None] + (steps + 0.5) * cfg.step                    # [A, W]
-        ok = ts < state.end[:, None]
+        offsets = (torch.arange(window, device=state.device) + 0.5) * step
+        ts = state[:, 6:7] + offsets                                         # [A, W]
+        points = state[:, None, 0:3] + state[:, None, 3:6] * ts[..., None]   # [A, W, 3]
+        ok = ts < state[:, 7:8]
         if self.grid is not None:
-            ok &= self.grid.occupied(state.rays.points(ts))
-        pos = torch.where(ok, steps, cfg.window).sort(1).values[:, :k]      # [A, K]
-        valid = pos < cfg.window
-        advance = torch.where(valid[:, -1], pos[:, -1] + 1, cfg.window)
-        return state.t[:, None] + (pos + 0.5) * cfg.step, valid, advance * cfg.step
+            ok &= self.grid.occupied(points)
+        rank = ok.cumsum(1)
+        pick = ok & (rank <= k)
+        advance = ((rank < k).sum(1) + 1).clamp_(max=window) * step
+        ray, col = torch.nonzero(pick, as_tuple=True)
+        return ray, rank[ray, col] - 1, ts[ray, col], points[ray, col], advance
 
 
-class _MarchState:
-    """The live rays of a march: their bundle, position t, end, transmittance and
-    accumulated outputs [A], and their index [A] into the full bundle."""
-
-    def __init__(self, rays: RayBundle, t: torch.Tensor, end: torch.Tensor, n_features: int):
-        self.rays, self.t, self.end = rays, t, end
-        self.trans = torch.ones_like(t)
-        self.acc = RayOutputs.empty(len(rays), n_features, t)
-        self.index = torch.arange(len(rays), device=t.device)
-
-    def keep(self, mask: torch.Tensor, out: RayOutputs) -> None:
-        """Write the rays leaving (~mask) into `out`; keep the others."""
-        if bool(mask.all()):
-            return
-        gone = ~mask
-        out.scatter(self.index[gone], RayOutputs(self.acc.features[gone], self.acc.opacity[gone],
-                                                 self.acc.depth[gone]))
-        self.rays = self.rays.subset(mask)
-        self.acc = RayOutputs(self.acc.features[mask], self.acc.opacity[mask], self.acc.depth[mask])
-        self.t, self.end, self.trans, self.index = (
-            self.t[mask], self.end[mask], self.trans[mask], self.index[mask])
-
-
-def _decode(field: TriplaneField, rays: RayBundle, ts: torch.Tensor, valid: torch.Tensor
-            ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decode only the valid samples; others get density 0 -> [A, K], [A, K, F]."""
-    density = ts.new_zeros(ts.shape)
-    feats = ts.new_zeros(*ts.shape, field.feature_dim)
-    d, f = field.query(rays.points(ts)[valid])
-    density[valid], feats[valid] = d, f
-    return density, feats
+def _weights(tau: torch.Tensor, ray: torch.Tensor, slot: torch.Tensor, trans: torch.Tensor,
+             k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Emission-absorption weights of picked samples (optical depths tau [M], rays [M],
+    slots [M]) -> weights [M] and each ray's transmittance after them [A]."""
+    keep = torch.ones(trans.numel(), k + 1, device=tau.device)  # column 0: light coming in
+    keep[:, 0] = trans
+    light = torch.exp(-tau)
+    keep[ray, slot + 1] = light
+    through = keep.cumprod(1)                                            # [A, K + 1]
+    return through[ray, slot] * (1.0 - light), through[:, -1]

@@ -4,6 +4,10 @@ Points live in *field coordinates*: the cube [-1, 1]^3 that `FieldBox` maps onto
 world (metres). A point's feature is the sum of bilinear lookups (`grid_sample`) in the
 xy, xz and yz planes; the decoder (EG3D's OSG decoder) turns it into a density per field
 unit and a feature vector whose first three channels are RGB in [0, 1].
+
+Without autograd the lookups go through `PlaneTable` instead of `grid_sample`: the same
+bilinear sum as one `embedding_bag` over channels-last rows (two to three times faster on
+the CPU, where `grid_sample` reads channels with a stride of R^2 floats).
 """
 
 from __future__ import annotations
@@ -77,6 +81,40 @@ def sample_planes(planes: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
     return feats.sum(0)[:, 0].transpose(0, 1)
 
 
+class PlaneTable:
+    """planes [3, C, R, R] as channels-last rows [3 * (R + 2)^2, C] with a one-texel zero
+    border (grid_sample's zero padding), for `lookup`. Build once per set of planes."""
+
+    def __init__(self, planes: torch.Tensor):
+        c, r = planes.shape[1], planes.shape[-1]
+        self.resolution, self.side = r, r + 2
+        self.rows = F.pad(planes.detach(), (1, 1, 1, 1)).permute(0, 2, 3, 1).reshape(-1, c).contiguous()
+        s = self.side
+        to_row = torch.zeros(6, 3, device=planes.device)  # texel (u, v) of plane k -> row
+        for k in range(3):
+            to_row[2 * k, k], to_row[2 * k + 1, k] = 1.0, float(s)
+        self._to_row = to_row
+        self._plane_start = torch.arange(3, device=planes.device, dtype=torch.float32) * s * s
+        self._corners = torch.tensor([0.0, 1.0, s, s + 1.0], device=planes.device)
+        self._columns = torch.tensor([a for axes in PLANE_AXES for a in axes], device=planes.device)
+
+    def lookup(self, points: torch.Tensor) -> torch.Tensor:
+        """`sample_planes` for points [N, 3] (no gradient) -> [N, C]."""
+        r, n = self.resolution, points.shape[0]
+        # Texel coordinates of the three planes, shifted by the border; clamping outside
+        # the cube lands on the zero border, as grid_sample's padding reads zeros.
+        uv = (points[:, self._columns] * (0.5 * r) + (0.5 * r + 0.5)).clamp_(0.0, r + 1.0)
+        corner = uv.floor().clamp_(max=r)
+        frac = uv - corner                                                   # [N, 6]
+        row = torch.addmm(self._plane_start, corner, self._to_row)          # [N, 3], exact
+        index = (row[:, :, None] + self._corners).long().reshape(n, 12)
+        fu, fv = frac[:, 0::2], frac[:, 1::2]
+        wu = torch.stack([1.0 - fu, fu], -1)
+        wv = torch.stack([1.0 - fv, fv], -1)
+        weights = (wv[..., :, None] * wu[..., None, :]).reshape(n, 12)
+        return F.embedding_bag(index, self.rows, per_sample_weights=weights, mode="sum")
+
+
 class TriplaneField:
     """One radiance field: planes [3, C, R, R] + a decoder, queried in field coordinates.
 
@@ -94,10 +132,16 @@ class TriplaneField:
             raise ValueError(f"planes must have shape [3, C, R, R], got {tuple(planes.shape)}")
         self.planes, self.decoder, self.box = planes, decoder, box
         self.n_evaluations = 0
+        self._table: tuple[int, PlaneTable] | None = None
 
     @property
     def device(self) -> torch.device:
         return self.planes.device
+
+    @property
+    def texel(self) -> float:
+        """Plane texel side in field units."""
+        return 2.0 / self.planes.shape[-1]
 
     @property
     def feature_dim(self) -> int:
@@ -111,7 +155,16 @@ class TriplaneField:
         self.n_evaluations += points.shape[0]
         if points.shape[0] == 0:
             return points.new_zeros(0), points.new_zeros(0, self.feature_dim)
-        return self.decoder(sample_planes(self.planes, points))
+        if torch.is_grad_enabled():
+            return self.decoder(sample_planes(self.planes, points))
+        return self.decoder(self.table().lookup(points))
+
+    def table(self) -> PlaneTable:
+        """The planes' `PlaneTable`, rebuilt when they were changed in place."""
+        version = self.planes._version
+        if self._table is None or self._table[0] != version:
+            self._table = (version, PlaneTable(self.planes))
+        return self._table[1]
 
     def density(self, points: torch.Tensor) -> torch.Tensor:
         """points [N, 3] -> density [N] (counted like `query`)."""

@@ -81,24 +81,40 @@ class OccupancyGrid:
     def first_hit(self, rays: RayBundle, max_iterations: int = 32) -> torch.Tensor:
         """Distance [N] at which each ray enters its first occupied cell (far: never).
 
-        Sphere tracing on the Chebyshev distance: from a cell at distance k, every point
-        within (k - 1) cells is empty, so the ray may jump that far; next to occupied
-        cells it steps half a cell. Rays still tracing after `max_iterations` stop where
-        they are (conservative: the marcher then looks up the cells one step at a time).
+        Box jumping on the Chebyshev distance: from a cell at distance k, the cube of cells
+        within k - 1 of it is empty, so the ray jumps to where it leaves that cube (at
+        least to the next cell). Rays still tracing after `max_iterations` stop where they
+        are (conservative: the marcher then looks up the cells one step at a time).
         """
-        t = rays.near.clone()
+        t = torch.minimum(rays.near, rays.far).clone()
         live = torch.nonzero(rays.hits_box).squeeze(1)
-        o, d, tl, far = rays.origins[live], rays.directions[live], t[live], rays.far[live]
+        # One row per live ray (origin, direction, t, far): compaction is one gather.
+        state = torch.cat([rays.origins[live], rays.directions[live], rays.near[live, None],
+                           rays.far[live, None]], 1)
+        inv = 1.0 / torch.where(state[:, 3:6].abs() < 1e-9, 1e-9, state[:, 3:6])
+        half_r, nudge = 0.5 * self.resolution, 1e-2  # nudge: past the face, into the next cell
         for _ in range(max_iterations):
             if live.numel() == 0:
                 break
-            k = self._lookup(self.distance, o + d * tl[:, None])
-            tl = tl + torch.where(k > 1, k - 1.0, 0.5) * self.cell
-            t[live] = torch.where(k > 0, tl, t[live])
-            keep = (k > 0) & (tl < far)
-            if not bool(keep.all()):
-                live, o, d, tl, far = live[keep], o[keep], d[keep], tl[keep], far[keep]
+            o, d, tl = state[:, 0:3], state[:, 3:6], state[:, 6]
+            cell = ((o + d * tl[:, None] + 1.0) * half_r).floor_().clamp_(0, self.resolution - 1)
+            k = self._at_cell(self.distance, cell)
+            reach = (k - 1.0).clamp_min(0.0)[:, None]
+            bound = torch.where(d > 0, cell + 1.0 + reach, cell - reach) / half_r - 1.0
+            exit_t = ((bound - o) * inv).amin(1)
+            state[:, 6] = torch.where(k > 0, torch.maximum(exit_t, tl) + nudge / half_r, tl)
+            done = (k == 0) | (state[:, 6] >= state[:, 7])
+            if bool(done.any()):
+                t[live[done]] = state[done, 6]
+                keep = torch.nonzero(~done).squeeze(1)
+                live, state, inv = live[keep], state[keep], inv[keep]
+        t[live] = state[:, 6]
         return torch.minimum(t, rays.far)
+
+    def _at_cell(self, grid: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+        """grid [R, R, R], integer-valued cell coordinates [M, 3] (float) -> values [M]."""
+        r = self.resolution
+        return grid.reshape(-1)[((cell[:, 0] * r + cell[:, 1]) * r + cell[:, 2]).long()]
 
 
 def chebyshev_distance(mask: torch.Tensor, cap: int) -> torch.Tensor:

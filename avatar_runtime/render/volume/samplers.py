@@ -47,6 +47,12 @@ class ReferenceSampler:
         return out
 
     def _render(self, field: TriplaneField, rays: RayBundle) -> RayOutputs:
+        return self.render_rays(field, rays)[0]
+
+    def render_rays(self, field: TriplaneField, rays: RayBundle
+                    ) -> tuple[RayOutputs, torch.Tensor, torch.Tensor]:
+        """Rays that all cross the cube, unchunked -> (outputs, interval midpoints [N, S - 1],
+        their weights [N, S - 1]); training losses on the weight distribution use the last two."""
         cfg = self.config
         t_coarse = self._stratified(rays, cfg.n_stratified)
         density, feats = _query(field, rays, t_coarse)
@@ -56,7 +62,8 @@ class ReferenceSampler:
         t_all, order = torch.cat([t_coarse, t_fine], 1).sort(1)
         density = torch.cat([density, density_f], 1).gather(1, order)
         feats = torch.cat([feats, feats_f], 1).gather(1, order[..., None].expand(-1, -1, feats.shape[-1]))
-        return composite_midpoint(t_all, density, feats)[0]
+        out, weights = composite_midpoint(t_all, density, feats)
+        return out, 0.5 * (t_all[:, 1:] + t_all[:, :-1]), weights
 
     def _stratified(self, rays: RayBundle, n: int) -> torch.Tensor:
         """[N, n] from near to far; jittered by up to one spacing when perturbing."""
