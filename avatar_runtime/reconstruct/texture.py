@@ -16,6 +16,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 import open3d as o3d
+from scipy.sparse import csr_matrix
 
 from ..head.model import MOUTH_INTERIOR, HeadModel
 from ..render.camera import Camera
@@ -33,6 +34,7 @@ class TexelMap:
     barycentric: np.ndarray  # [N, 3]
     twin: np.ndarray         # [N] index (into texels) of the mirror-image texel, -1 if none
     scalp: np.ndarray        # [N] in [0, 1]: how surely the texel lies where hair usually grows
+    surface: object          # sparse [N, V]: texel value = surface @ per-vertex values
 
 
 @lru_cache(maxsize=2)
@@ -54,8 +56,10 @@ def texel_map(head: HeadModel, size: int) -> TexelMap:
     a, b = hit["primitive_uvs"].reshape(-1, 2)[texels].T
     bary = np.stack([1 - a - b, a, b], 1).astype(np.float32)
     points = (head.template[head.faces[tri]] * bary[..., None]).sum(1)
+    surface = csr_matrix((bary.ravel(), head.faces[tri].ravel(), np.arange(0, 3 * len(tri) + 1, 3)),
+                         shape=(len(tri), head.num_vertices))
     return TexelMap(size, texels, tri, bary, _mirror_texels(head, size, texels, tri, bary),
-                    _scalp(points) * (head.part_labels[head.faces[tri, 0]] == 0))
+                    _scalp(points) * (head.part_labels[head.faces[tri, 0]] == 0), surface)
 
 
 # A typical hairline on the neutral template (metres; +Y up, the face toward +Z): height
@@ -99,11 +103,9 @@ def bake_texture(head: HeadModel, vertices: np.ndarray, photo: np.ndarray, camer
                  matte: np.ndarray | None = None, size: int = 1024) -> np.ndarray:
     """Project `photo` [H, W, 3] onto the head placed at `vertices` [V, 3] -> [size, size, 3] uint8."""
     tm = texel_map(head, size)
-    corners = vertices[head.faces[tm.triangles]]                      # [N, 3, 3]
-    points = (corners * tm.barycentric[..., None]).sum(1)
+    points = tm.surface @ vertices.astype(np.float64)
     # Smooth normals: flat ones make the grazing falloff step from triangle to triangle.
-    normals = (_vertex_normals(vertices, head.faces)[head.faces[tm.triangles]]
-               * tm.barycentric[..., None]).sum(1)
+    normals = tm.surface @ _vertex_normals(vertices, head.faces)
     normals /= np.linalg.norm(normals, axis=1, keepdims=True) + 1e-12
     pixels, _ = camera.project(points)
     weight = _visibility(head, vertices, points, normals, camera, pixels, matte)
@@ -132,10 +134,9 @@ def _vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """[V, 3] area-weighted vertex normals (not normalised)."""
     corners = vertices[faces]
     face_normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-    normals = np.zeros_like(vertices, dtype=np.float64)
-    for k in range(3):
-        np.add.at(normals, faces[:, k], face_normals)
-    return normals
+    n = len(vertices)
+    return np.stack([np.bincount(faces.ravel(), np.repeat(face_normals[:, c], 3), n)
+                     for c in range(3)], 1)
 
 
 def _visibility(head, vertices, points, normals, camera, pixels, matte) -> np.ndarray:
@@ -143,19 +144,21 @@ def _visibility(head, vertices, points, normals, camera, pixels, matte) -> np.nd
     to_camera = camera.position - points
     dist = np.linalg.norm(to_camera, axis=1)
     facing = (normals * to_camera).sum(1) / dist
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3d.core.Tensor(vertices.astype(np.float32)),
-                        o3d.core.Tensor(head.faces.astype(np.uint32)))
-    dirs = -to_camera / dist[:, None]
-    rays = np.concatenate([np.broadcast_to(camera.position, dirs.shape), dirs], 1).astype(np.float32)
-    t_hit = scene.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy()
-    unoccluded = t_hit > dist - 2e-3
     h, w = camera.height, camera.width
     inside = (pixels[:, 0] >= 0) & (pixels[:, 0] < w - 1) & (pixels[:, 1] >= 0) & (pixels[:, 1] < h - 1)
     # Grazing texels stretch a few pixels over much surface: they fade out from 72 deg on.
-    weight = np.clip((facing - 0.05) / 0.25, 0.0, 1.0) * unoccluded * inside
+    weight = np.clip((facing - 0.05) / 0.25, 0.0, 1.0) * inside
+    candidates = np.flatnonzero(weight > 0)  # only these need the occlusion test
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.core.Tensor(vertices.astype(np.float32)),
+                        o3d.core.Tensor(head.faces.astype(np.uint32)))
+    dirs = -to_camera[candidates] / dist[candidates, None]
+    rays = np.concatenate([np.broadcast_to(camera.position, dirs.shape), dirs], 1).astype(np.float32)
+    t_hit = scene.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy()
+    weight[candidates[t_hit <= dist[candidates] - 2e-3]] = 0.0
     if matte is not None:
-        weight[inside] *= np.clip(_sample(matte[..., None], pixels[inside])[:, 0] * 2 - 0.5, 0, 1)
+        seen = np.flatnonzero(weight > 0)
+        weight[seen] *= np.clip(_sample(matte[..., None], pixels[seen])[:, 0] * 2 - 0.5, 0, 1)
     return weight.astype(np.float32)
 
 
@@ -188,19 +191,16 @@ def _fill(head: HeadModel, tm: TexelMap, colours: np.ndarray, weight: np.ndarray
     that relaxes into the hair/skin tone prior away from what was seen, and interpolated
     back to the texels. Texels between UV islands get the nearest colour (no black bleeds
     in when the texture is filtered)."""
-    faces = head.faces[tm.triangles]                                   # [N, 3]
-    n = head.num_vertices
-    splat = weight[:, None] * tm.barycentric                           # [N, 3]
-    known_w = np.bincount(faces.ravel(), splat.ravel(), n)
-    known_c = np.stack([np.bincount(faces.ravel(), (splat * colours[:, c, None]).ravel(), n)
-                        for c in range(3)], 1) / np.maximum(known_w, 1e-6)[:, None]
+    splat = tm.surface.T                                               # [V, N]
+    known_w = splat @ weight.astype(np.float64)
+    known_c = (splat @ (colours * weight[:, None])) / np.maximum(known_w, 1e-6)[:, None]
     hair, skin = tones
     scalp = _scalp(head.template)[:, None] * (head.part_labels == 0)[:, None]
     prior = scalp * hair + (1 - scalp) * skin
     # The membrane spreads the seen colours' difference from the prior, so far from the
     # seen region the prior comes back with its own sharp hairline.
     vertex = prior + _membrane(head.faces, known_c - prior, np.minimum(known_w / 4.0, 1.0))
-    fill = (vertex[faces] * tm.barycentric[..., None]).sum(1)
+    fill = tm.surface @ vertex
 
     size = tm.size
     seen = weight[:, None]
@@ -219,7 +219,7 @@ def _membrane(faces: np.ndarray, known: np.ndarray, confidence: np.ndarray,
     |c_i - known_i|^2 + pull |c_i|^2: seen values held, spread smoothly, and fading to
     zero some five edges (~5 cm) away."""
     from scipy.sparse import coo_matrix, diags
-    from scipy.sparse.linalg import spsolve
+    from scipy.sparse.linalg import splu
 
     n = len(known)
     i = np.concatenate([faces[:, 0], faces[:, 1], faces[:, 2]])
@@ -230,10 +230,10 @@ def _membrane(faces: np.ndarray, known: np.ndarray, confidence: np.ndarray,
     data_w = stiffness * confidence + pull
     system = (laplacian + diags(data_w)).tocsc()
     rhs = (stiffness * confidence)[:, None] * known
-    return np.stack([spsolve(system, rhs[:, c]) for c in range(rhs.shape[1])], 1).astype(np.float32)
+    return splu(system).solve(rhs).astype(np.float32)
 
 
-def _dilate(atlas: np.ndarray, covered: np.ndarray, small: int = 256) -> np.ndarray:
+def _dilate(atlas: np.ndarray, covered: np.ndarray, small: int = 128) -> np.ndarray:
     """The atlas with its uncovered texels given the nearest covered colour (low-res)."""
     size = atlas.shape[0]
     cover = cv2.resize(covered.astype(np.float32), (small, small), interpolation=cv2.INTER_AREA)
