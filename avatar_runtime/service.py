@@ -24,7 +24,7 @@ from .mesh.inputs import check_expression
 from .motion.calibration import ResponseCalibration
 from .motion.frame import MotionFrame
 from .motion.pose import quat_to_matrix
-from .motion.response import GREY, ExpressionResponse, measure_response
+from .motion.response import ExpressionResponse
 from .motion.smoothing import MotionSmoother
 from .motion.solver import MotionSolver
 from .reconstruct.fit_reconstructor import FitReconstructor
@@ -223,15 +223,7 @@ class AvatarService:
         return driver.model.field(planes[0])
 
     def _measure_response(self, avatar: Avatar, stop: threading.Event) -> ExpressionResponse | None:
-        renderer = MeshRenderer(self.head.faces, self.head.face_uvs, avatar.tensors["texture"],
-                                aa_samples=4)
-
-        def render(vertices: np.ndarray, camera: Camera) -> np.ndarray:
-            return renderer.render(vertices, camera, GREY).rgba[..., :3]
-
-        return measure_response(self.head, self.solver.fitter.embedding, self.analyzer,
-                                avatar.tensors["identity"], render, self.solver.fitter.response,
-                                cancelled=stop)
+        return self.solver.measure_response(avatar.tensors["identity"], avatar.tensors["texture"], stop)
 
     def _check_camera(self, camera: Camera) -> None:
         side = self.limits.max_render_side

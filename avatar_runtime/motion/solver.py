@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from ..faces.detector import FaceAnalyzer
 from ..head.landmarks import load_landmark_embedding
 from ..head.model import HeadModel, load_head_model
 from ..reconstruct.fit import FitResult, FitSettings, LandmarkFitter, photo_camera
+from ..render.mesh_renderer import MeshRenderer
 from .frame import MotionFrame
 from .pose import matrix_to_quat
-from .response import ExpressionResponse
+from .response import GREY, ExpressionResponse, measure_response
 
 SOLVER_FOV_DEG = 12.0
 
@@ -24,6 +27,15 @@ class MotionSolver:
         self.fitter = LandmarkFitter(self.head, load_landmark_embedding(),
                                      FitSettings(pose_uses_contour=True, joint_pose=True,
                                                  iterations=6), detector_response=True)
+
+    def measure_response(self, identity: np.ndarray, texture: np.ndarray,
+                         cancelled: threading.Event | None = None) -> ExpressionResponse | None:
+        """How this solver's detector reads the avatar (identity + UV texture): rendered
+        and detected per channel and view (see motion/response.py); a few seconds."""
+        renderer = MeshRenderer(self.head.faces, self.head.face_uvs, texture, aa_samples=4)
+        return measure_response(self.head, self.fitter.embedding, self.analyzer, identity,
+                                lambda vertices, camera: renderer.render(vertices, camera, GREY).rgba[..., :3],
+                                self.fitter.response, cancelled=cancelled)
 
     def solve_image(self, rgb: np.ndarray, identity: np.ndarray | None = None,
                     sequence: int = 0, timecode: float = 0.0,

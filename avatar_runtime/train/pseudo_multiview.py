@@ -57,7 +57,6 @@ from avatar_runtime.errors import NoFaceFound
 from avatar_runtime.faces.detector import FaceAnalyzer, shared_analyzer
 from avatar_runtime.head.model import HeadModel, load_head_model
 from avatar_runtime.motion.frame import MotionFrame
-from avatar_runtime.motion.response import GREY, measure_response
 from avatar_runtime.motion.solver import SOLVER_FOV_DEG, MotionSolver
 from avatar_runtime.reconstruct.fit import photo_camera
 from avatar_runtime.reconstruct.fit_reconstructor import FitReconstructor
@@ -411,10 +410,7 @@ class VideoPreparer:
         return None
 
     def _response(self, identity: np.ndarray, texture: np.ndarray):
-        renderer = MeshRenderer(self.head.faces, self.head.face_uvs, texture, aa_samples=4)
-        return measure_response(self.head, self.solver.fitter.embedding, self.analyzer, identity,
-                                lambda v, cam: renderer.render(v, cam, GREY).rgba[..., :3],
-                                self.solver.fitter.response)
+        return self.solver.measure_response(identity, texture)
 
     def _add_frame(self, rows: dict, index: int, rgb: np.ndarray, landmarks: np.ndarray,
                    motion: MotionFrame, fit, identity: np.ndarray) -> bool:
