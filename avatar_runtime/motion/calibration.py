@@ -59,11 +59,7 @@ class ResponseCalibration:
         self._lock = threading.Lock()
         self._queue: queue.Queue = queue.Queue()
         self._stop = threading.Event()
-        # A daemon worker, stopped at exit between two detections: a process never waits
-        # seconds to finish a measurement it can redo later.
-        self._worker = threading.Thread(target=self._run, name="response-calibration", daemon=True)
-        self._worker.start()
-        atexit.register(_stop_worker, weakref.ref(self))
+        self._worker: threading.Thread | None = None  # started by the first measurement
 
     def start(self, avatar_id: str) -> Future:
         with self._lock:
@@ -71,6 +67,13 @@ class ResponseCalibration:
             if future is None:
                 future = self._pending[avatar_id] = Future()
                 self._queue.put(avatar_id)
+                if self._worker is None:
+                    # A daemon worker, stopped at exit between two detections: a process
+                    # never waits seconds to finish a measurement it can redo later.
+                    self._worker = threading.Thread(target=self._run, name="response-calibration",
+                                                    daemon=True)
+                    self._worker.start()
+                    atexit.register(_stop_worker, weakref.ref(self))
             return future
 
     def get(self, avatar_id: str) -> ExpressionResponse:
@@ -100,7 +103,8 @@ class ResponseCalibration:
     def close(self, timeout: float = 5.0) -> None:
         self._stop.set()
         self._queue.put(None)
-        self._worker.join(timeout)
+        if self._worker is not None:
+            self._worker.join(timeout)
 
     def _run(self) -> None:
         while not self._stop.is_set():
