@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable
 
 import numpy as np
@@ -57,7 +58,18 @@ class ExpressionResponse:
     def secant(self) -> "ExpressionResponse":
         """The straight line through the top level: a coarse model without local minima
         to start a solve from (a half-step response can trap a full blink at a quarter)."""
+        return self._secant
+
+    @cached_property
+    def _secant(self) -> "ExpressionResponse":
         return ExpressionResponse.linear(self.travel[-1] / self.levels[-1])
+
+    @cached_property
+    def _knots(self) -> tuple[np.ndarray, np.ndarray]:
+        """(weights [N+1] from 0, travel [N+1, 52, L, 3] from none): built once, read by
+        every Gauss-Newton step."""
+        return (np.concatenate([[0.0], self.levels]),
+                np.concatenate([np.zeros_like(self.travel[:1]), self.travel]))
 
     def bias_from(self, direction: np.ndarray) -> np.ndarray | None:
         """[L, 3] the neutral reading's offset seen from `direction` (head frame, from the
@@ -75,8 +87,7 @@ class ExpressionResponse:
     def linearise(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(slope [52, L, 3], offset [L, 3]) so that near `weights` [52] the summed travel
         is offset + sum_k weights[k] * slope[k]; exact on the segment each weight is in."""
-        knots = np.concatenate([[0.0], self.levels])
-        values = np.concatenate([np.zeros_like(self.travel[:1]), self.travel])  # [N+1, 52, L, 3]
+        knots, values = self._knots
         # Segment per channel; a weight on a knot takes the segment above (below for the last).
         segment = np.clip(np.searchsorted(knots, weights, side="right") - 1, 0, len(knots) - 2)
         channels = np.arange(len(weights))

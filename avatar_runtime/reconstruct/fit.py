@@ -176,9 +176,10 @@ class LandmarkFitter:
         t = tvec.ravel()
         k = camera.intrinsics
         slope, offset = response.linearise(expr)
+        with_identity = base + offset + np.tensordot(ident, self.id_basis, 1)
+        fixed = with_identity if fixed_identity else base + offset
+        current = (with_identity + np.tensordot(expr, slope, 1)) @ rot.T    # [L, 3] R P
         slope = slope[FITTED_EXPRESSIONS]
-        fixed = base + offset + (np.tensordot(ident, self.id_basis, 1) if fixed_identity else 0.0)
-        current = self._points(base, ident, response, expr) @ rot.T       # [L, 3] R P
         depth = current[:, 2] + t[2]
         w = np.sqrt(self.weights * robust) * scale / depth
         rows, rhs = [], []
