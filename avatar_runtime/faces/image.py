@@ -66,6 +66,16 @@ def _to_rgb8(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+def fit_within(rgb: np.ndarray, max_side: int) -> np.ndarray:
+    """The image scaled down (area filter) so its longer side is at most `max_side`;
+    smaller images pass unchanged."""
+    side = max(rgb.shape[:2])
+    if side <= max_side:
+        return rgb
+    s = max_side / side
+    return cv2.resize(rgb, (round(rgb.shape[1] * s), round(rgb.shape[0] * s)), interpolation=cv2.INTER_AREA)
+
+
 def encode_png(rgba: np.ndarray) -> bytes:
     """RGB(A) uint8 -> PNG bytes."""
     code = cv2.COLOR_RGBA2BGRA if rgba.shape[2] == 4 else cv2.COLOR_RGB2BGR

@@ -9,13 +9,12 @@ from typing import Callable
 import numpy as np
 
 from ..avatar import Avatar
-from ..errors import NoFaceFound
 from ..faces.detector import FaceAnalyzer
+from ..faces.image import fit_within
 from ..head.landmarks import LandmarkEmbedding, load_landmark_embedding
 from ..head.model import HeadModel, load_head_model
-from ..render.camera import Camera
+from ..motion.response import GREY, measure_view_bias
 from ..render.mesh_renderer import MeshRenderer
-from ..render.picking import backproject
 from .fit import LandmarkFitter, photo_camera
 from .portrait4d_source import face_crop
 from .texture import bake_texture, texel_map
@@ -45,7 +44,7 @@ class FitReconstructor:
         crop_size: also keep the face crop a learned reconstructor's encoders read, as
         tensor `source_image` [crop_size, crop_size, 3].
         """
-        rgb = _reduce(rgb)
+        rgb = fit_within(rgb, WORK_SIDE)
         h, w = rgb.shape[:2]
         progress("landmarks", 0.1)
         face = self.analyzer.landmarks(rgb)
@@ -87,24 +86,9 @@ class FitReconstructor:
         The motion solver adds it to the model's landmarks, so that what is solved is the
         change from this face's own neutral reading, not the detector's habits on it.
         """
-        neutral = self.head.shape(identity)
-        camera = Camera.orbit()
-        rgba = MeshRenderer(self.head.faces, self.head.face_uvs, texture).render(
-            neutral, camera, np.array([128, 128, 128], np.uint8)).rgba
-        try:
-            detected = self.analyzer.landmarks(rgba[..., :3]).landmarks[:, :2]
-        except NoFaceFound:
-            return np.zeros((478, 3), np.float32)
-        hits = backproject(neutral, self.head.faces, camera, detected)
-        model = self.fitter.embedding.points(self.head, neutral)
-        return np.nan_to_num(hits - model).astype(np.float32)
-
-
-def _reduce(rgb: np.ndarray) -> np.ndarray:
-    import cv2
-
-    side = max(rgb.shape[:2])
-    if side <= WORK_SIDE:
-        return rgb
-    s = WORK_SIDE / side
-    return cv2.resize(rgb, (round(rgb.shape[1] * s), round(rgb.shape[0] * s)), interpolation=cv2.INTER_AREA)
+        renderer = MeshRenderer(self.head.faces, self.head.face_uvs, texture)
+        bias, _, _ = measure_view_bias(
+            self.head, self.fitter.embedding, self.analyzer, self.head.shape(identity),
+            lambda vertices, camera: renderer.render(vertices, camera, GREY).rgba[..., :3],
+            azimuths_deg=(0.0,), elevations_deg=(0.0,))
+        return bias[0, 0]

@@ -55,6 +55,7 @@ from tqdm import tqdm
 from avatar_runtime.avatar import Avatar
 from avatar_runtime.errors import NoFaceFound
 from avatar_runtime.faces.detector import FaceAnalyzer, shared_analyzer
+from avatar_runtime.faces.image import fit_within
 from avatar_runtime.head.model import HeadModel, load_head_model
 from avatar_runtime.motion.frame import MotionFrame
 from avatar_runtime.motion.solver import SOLVER_FOV_DEG, MotionSolver
@@ -226,14 +227,6 @@ def _rgb8(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image[..., :3])
 
 
-def _reduce(rgb: np.ndarray, max_side: int) -> np.ndarray:
-    side = max(rgb.shape[:2])
-    if side <= max_side:
-        return rgb
-    s = max_side / side
-    return cv2.resize(rgb, (round(rgb.shape[1] * s), round(rgb.shape[0] * s)), interpolation=cv2.INTER_AREA)
-
-
 # -- geometry ----------------------------------------------------------------------------
 
 def real_camera(rotation: np.ndarray, translation: np.ndarray,
@@ -388,14 +381,14 @@ class VideoPreparer:
             if cfg.max_frames is not None and used >= cfg.max_frames:
                 return
             used += 1
-            yield index, _reduce(rgb, cfg.max_side)
+            yield index, fit_within(rgb, cfg.max_side)
 
     def _avatar(self, video: Path) -> tuple[Avatar, np.ndarray] | None:
         """The `fit` avatar of the chosen frame and the video's background colour [3]."""
         for index, rgb in read_frames(video):
             if self.config.fit_frame is not None and index != self.config.fit_frame:
                 continue
-            rgb = _reduce(rgb, self.config.max_side)
+            rgb = fit_within(rgb, self.config.max_side)
             try:
                 avatar = self.reconstructor.create(rgb, f"video-{index}")
             except NoFaceFound:
