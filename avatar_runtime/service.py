@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -19,6 +18,7 @@ from .faces.detector import FaceAnalyzer, shared_analyzer
 from .faces.image import decode_image
 from .head.model import HeadModel, load_head_model
 from .limits import Limits
+from .lru import LruCache
 from .mesh.export import mesh_files
 from .mesh.inputs import check_expression
 from .motion.calibration import ResponseCalibration
@@ -68,10 +68,9 @@ class AvatarService:
         self.solver = MotionSolver(self.analyzer, self.head)
         self.calibration = ResponseCalibration(self.store, self._measure_response)
         self._calibrate_after_create = calibrate_after_create
-        self._renderers: OrderedDict[str, _Rig] = OrderedDict()
+        self._rigs: LruCache[_Rig] = LruCache(renderer_cache)
         self._portrait4d_weights = portrait4d_weights
         self._portrait4d = None
-        self._renderer_cache = renderer_cache
         self._lock = threading.Lock()
 
     def warm_up(self) -> None:
@@ -115,8 +114,7 @@ class AvatarService:
     def delete(self, avatar_id: str) -> None:
         self.store.delete(avatar_id)
         self.calibration.forget(avatar_id)
-        with self._lock:
-            self._renderers.pop(avatar_id, None)
+        self._rigs.pop(avatar_id)
 
     # -- motion + rendering ------------------------------------------------------------
     def vertices(self, avatar_id: str, motion: MotionFrame) -> np.ndarray:
@@ -176,10 +174,9 @@ class AvatarService:
     # -- internals ---------------------------------------------------------------------
     def _rig(self, avatar_id: str) -> "_Rig":
         """What rendering an avatar needs, cached per avatar (no store read per frame)."""
-        with self._lock:
-            if avatar_id in self._renderers:
-                self._renderers.move_to_end(avatar_id)
-                return self._renderers[avatar_id]
+        return self._rigs.get_or_make(avatar_id, lambda: self._make_rig(avatar_id))
+
+    def _make_rig(self, avatar_id: str) -> _Rig:
         avatar = self.store.get(avatar_id)
         if avatar.reconstructor == "portrait4d":
             renderer = self._portrait4d_driver(avatar)
@@ -187,12 +184,7 @@ class AvatarService:
             # 4 sub-pixel rays per edge pixel (D3D 4x MSAA pattern): 8 cost 2-3 ms more at 512^2.
             renderer = MeshRenderer(self.head.faces, self.head.face_uvs, avatar.tensors["texture"],
                                     aa_samples=4)
-        rig = _Rig(renderer, avatar.tensors["identity"])
-        with self._lock:
-            self._renderers[avatar_id] = rig
-            while len(self._renderers) > self._renderer_cache:
-                self._renderers.popitem(last=False)
-        return rig
+        return _Rig(renderer, avatar.tensors["identity"])
 
     def _portrait4d_model(self):
         """The learned reconstructor, loaded once; FailedPrecondition when no weights exist."""

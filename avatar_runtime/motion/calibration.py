@@ -13,7 +13,6 @@ import logging
 import queue
 import threading
 import weakref
-from collections import OrderedDict
 from concurrent.futures import Future
 from dataclasses import replace
 from typing import Callable
@@ -22,6 +21,7 @@ import numpy as np
 
 from ..avatar import Avatar
 from ..errors import AvatarNotFound
+from ..lru import LruCache
 from ..store import AvatarStore
 from .response import ExpressionResponse
 
@@ -54,8 +54,7 @@ class ResponseCalibration:
     def __init__(self, store: AvatarStore, measure: Measure, cache_size: int = 8):
         self._store, self._measure = store, measure
         self._pending: dict[str, Future] = {}
-        self._ready: OrderedDict[str, ExpressionResponse] = OrderedDict()
-        self._cache_size = cache_size
+        self._ready: LruCache[ExpressionResponse] = LruCache(cache_size)
         self._lock = threading.Lock()
         self._queue: queue.Queue = queue.Queue()
         self._stop = threading.Event()
@@ -78,25 +77,18 @@ class ResponseCalibration:
 
     def get(self, avatar_id: str) -> ExpressionResponse:
         """The avatar's response (AvatarNotFound if it is deleted meanwhile)."""
-        with self._lock:
-            if avatar_id in self._ready:
-                self._ready.move_to_end(avatar_id)
-                return self._ready[avatar_id]
+        return self._ready.get_or_make(avatar_id, lambda: self._stored_or_measured(avatar_id))
+
+    def _stored_or_measured(self, avatar_id: str) -> ExpressionResponse:
         response = stored_response(self._store.get(avatar_id))
-        if response is None:
-            response = self.start(avatar_id).result()
-        with self._lock:
-            self._ready[avatar_id] = response
-            while len(self._ready) > self._cache_size:
-                self._ready.popitem(last=False)
-        return response
+        return response if response is not None else self.start(avatar_id).result()
 
     def forget(self, avatar_id: str) -> None:
         """Drop what is known of a deleted avatar. A queued measurement is cancelled; a
         running one ends in AvatarNotFound (its result is never stored)."""
         with self._lock:
             future = self._pending.pop(avatar_id, None)
-            self._ready.pop(avatar_id, None)
+        self._ready.pop(avatar_id)
         if future is not None:
             future.cancel()
 
