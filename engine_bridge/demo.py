@@ -4,6 +4,7 @@ frames, preview, turntable, contact sheet and the rigged .glb."""
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -39,6 +40,11 @@ def run(args: argparse.Namespace) -> int:
     from .client import BridgeError, connect
     from .zmq_server import create_server
 
+    try:  # read before the runtime starts: a wrong path should cost nothing
+        image = args.image.read_bytes() if args.image else sample_portrait()
+    except OSError as err:
+        print(f"error: cannot read image {str(args.image)!r}: {_reason(err)}", file=sys.stderr)
+        return 2
     out: Path = args.out
     (out / "frames").mkdir(parents=True, exist_ok=True)
     stage("starting the runtime")
@@ -49,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     stage(f"runtime listening on {endpoint}")
     try:
         with connect(endpoint) as client:
-            return _session(client, args, out)
+            return _session(client, args, image, out)
     except BridgeError as err:
         print(f"error ({err.code}): {err.message}")
         return 2
@@ -57,8 +63,15 @@ def run(args: argparse.Namespace) -> int:
         server.stop(2.0)
 
 
-def _session(client, args: argparse.Namespace, out: Path) -> int:
-    image = args.image.read_bytes() if args.image else sample_portrait()
+def _reason(err: OSError) -> str:
+    if isinstance(err, FileNotFoundError):
+        return "file not found"
+    if isinstance(err, IsADirectoryError):
+        return "is a directory, not an image file"
+    return err.strerror or str(err)
+
+
+def _session(client, args: argparse.Namespace, image: bytes, out: Path) -> int:
     stage("creating the avatar")
     started = time.perf_counter()
     with tqdm(total=100, desc="create", unit="%", leave=False) as bar:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import NoFaceFound
+from .native_logs import native_logs_quieted
 
 NUM_LANDMARKS = 478
 
@@ -27,16 +28,39 @@ class FaceAnalyzer:
         self._lock = threading.Lock()
         self._mesh = None
         self._segmenter = None
+        self._warm: set[str] = set()
 
     def _graphs(self):
-        if self._mesh is None:
+        with self._lock:
+            if self._mesh is None:
+                self._build_graphs()
+        return self._mesh, self._segmenter
+
+    def _build_graphs(self) -> None:
+        with native_logs_quieted():
             import mediapipe as mp
 
             self._mesh = mp.solutions.face_mesh.FaceMesh(
                 static_image_mode=True, max_num_faces=self._max_faces, refine_landmarks=True,
                 min_detection_confidence=0.5)
             self._segmenter = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
-        return self._mesh, self._segmenter
+            # The graphs open their models on worker threads, logging as they go: one run
+            # each waits for that inside the quiet block.
+            blank = np.zeros((64, 64, 3), np.uint8)
+            self._mesh.process(blank)
+            self._segmenter.process(blank)
+
+    def _run(self, name: str, graph, rgb: np.ndarray, warmed=lambda result: True):
+        """graph.process(rgb) under the lock, quieted until `warmed(result)`: the face
+        mesh logs natively again on the first image with a face in it."""
+        with self._lock:
+            if name in self._warm:
+                return graph.process(np.ascontiguousarray(rgb))
+            with native_logs_quieted():
+                result = graph.process(np.ascontiguousarray(rgb))
+            if warmed(result):
+                self._warm.add(name)
+            return result
 
     def landmarks(self, rgb: np.ndarray) -> FaceObservation:
         """The largest face's 478 landmarks; NoFaceFound when there is none."""
@@ -51,8 +75,7 @@ class FaceAnalyzer:
     def all_landmarks(self, rgb: np.ndarray) -> list[tuple[np.ndarray, tuple]]:
         h, w = rgb.shape[:2]
         mesh, _ = self._graphs()
-        with self._lock:
-            result = mesh.process(np.ascontiguousarray(rgb))
+        result = self._run("mesh", mesh, rgb, lambda r: bool(r.multi_face_landmarks))
         faces = []
         for face in result.multi_face_landmarks or []:
             pts = np.array([(p.x * w, p.y * h, p.z * w) for p in face.landmark], np.float32)
@@ -64,8 +87,7 @@ class FaceAnalyzer:
     def matte(self, rgb: np.ndarray) -> np.ndarray:
         """Person matte [H, W] float32 in [0, 1]."""
         _, segmenter = self._graphs()
-        with self._lock:
-            result = segmenter.process(np.ascontiguousarray(rgb))
+        result = self._run("segmenter", segmenter, rgb)
         return np.clip(result.segmentation_mask.astype(np.float32), 0.0, 1.0)
 
 
