@@ -3,7 +3,10 @@
     avatar-runtime serve --livelink-out udp://127.0.0.1:11111
         Every frame rendered by any drive session (gRPC or ZeroMQ) is also sent as a Live Link
         Face packet (52 ARKit weights + head and eye angles) to that address, so a stock Unreal
-        "Live Link Face" source picks it up. Subject = --livelink-subject, else the avatar id.
+        "Live Link Face" source picks it up. Subject = --livelink-subject, else the avatar's
+        name (its id when it has none). Device id = --livelink-device-id, else a UUID made once
+        per data dir and kept in DATA_DIR/livelink_device_id, so a runtime keeps its id across
+        restarts (the app's device id is a UUID too, and some receivers rely on its length).
 
     avatar-runtime serve --livelink-in udp://127.0.0.1:11111 --livelink-avatar ID
         Packets from the Live Link Face app (pointed at this address) become motion frames. Every
@@ -18,19 +21,23 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import Callable
 from urllib.parse import urlsplit
 
 from avatar_runtime.errors import AvatarError, InvalidArgument
 from avatar_runtime.motion.frame import MotionFrame
-from avatar_runtime.motion.livelink_udp import DEFAULT_PORT, decode_packet, encode_frame, packet_to_frame
+from avatar_runtime.motion.livelink_udp import (DEFAULT_PORT, check_device_id, check_subject, decode_packet,
+                                                encode_frame, fit_subject, new_device_id, packet_to_frame)
 
 log = logging.getLogger(__name__)
 MAX_DATAGRAM = 65535
 LOG_EVERY_S = 10.0  # at most one warning per this many seconds for bad packets / send errors
+DEVICE_ID_FILE = "livelink_device_id"
 
 
 def parse_udp(address: str) -> tuple[str, int]:
@@ -58,19 +65,68 @@ class _Throttled:
             log.warning(message, *args)
 
 
-class LiveLinkSender:
-    """Sends one Live Link Face packet per `send(avatar_id, frame)`; never raises on the network."""
+def runtime_device_id(data_dir: Path | str) -> str:
+    """This runtime's Live Link device id: read from DATA_DIR/livelink_device_id, or made once
+    (a random UUID, `new_device_id`) and written there. A damaged file is replaced (logged);
+    an unwritable data dir gives an id for this run only (logged)."""
+    path = Path(data_dir) / DEVICE_ID_FILE
+    try:
+        return check_device_id(path.read_text(encoding="ascii").strip())
+    except FileNotFoundError:
+        pass
+    except (OSError, UnicodeDecodeError, AvatarError) as exc:
+        log.warning("replacing unreadable Live Link device id in %s: %s", path, exc)
+    device_id = new_device_id()
+    temp = path.with_name(f"{DEVICE_ID_FILE}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp.write_text(device_id + "\n", encoding="ascii")
+        os.replace(temp, path)
+    except OSError as exc:
+        log.warning("cannot keep the Live Link device id in %s (%s): it changes on restart", path, exc)
+    return device_id
 
-    def __init__(self, address: str, subject: str | None = None, device_id: str = "avatar-runtime",
-                 fps: int = 60, angle_unit: str = "radians"):
+
+class LiveLinkSender:
+    """Sends one Live Link Face packet per `send(avatar_id, frame)`; never raises on the network.
+
+    Subject: `subject` when given, else `name_of(avatar_id)` (the avatar's name, looked up once
+    per avatar and cut to the packet's limit), else the avatar id.
+    """
+
+    def __init__(self, address: str, device_id: str, subject: str | None = None,
+                 name_of: Callable[[str], str | None] | None = None, fps: int = 60,
+                 angle_unit: str = "radians"):
         self.target = parse_udp(address)
-        self.subject, self.device_id, self.fps, self.angle_unit = subject, device_id, fps, angle_unit
+        self.device_id = check_device_id(device_id)
+        self.subject = check_subject(subject) if subject is not None else None
+        self.fps, self.angle_unit = fps, angle_unit
+        self._name_of = name_of
+        self._subjects: dict[str, str] = {}
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._lock = threading.Lock()
         self._warn = _Throttled()
 
+    def subject_for(self, avatar_id: str) -> str:
+        """The subject name packets about `avatar_id` carry."""
+        if self.subject:
+            return self.subject
+        subject = self._subjects.get(avatar_id)
+        if subject is None:
+            name = None
+            if self._name_of is not None:
+                try:
+                    name = self._name_of(avatar_id)
+                except AvatarError as exc:
+                    self._warn.warn("no name for avatar %s (%s): using its id", avatar_id, exc.message)
+            subject = fit_subject(name or "") or avatar_id
+            if len(self._subjects) > 1000:
+                self._subjects.clear()
+            self._subjects[avatar_id] = subject
+        return subject
+
     def send(self, avatar_id: str, frame: MotionFrame) -> None:
-        data = encode_frame(frame, self.subject or avatar_id, self.device_id, self.fps, self.angle_unit)
+        data = encode_frame(frame, self.subject_for(avatar_id), self.device_id, self.fps, self.angle_unit)
         try:
             with self._lock:
                 self._sock.sendto(data, self.target)
@@ -132,12 +188,24 @@ class LiveLinkReceiver:
 
 
 # -- `avatar-runtime serve` options -----------------------------------------------------------
+def _checked(check: Callable[[str], str]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        try:
+            return check(text)
+        except AvatarError as exc:
+            raise argparse.ArgumentTypeError(exc.message) from None
+    return parse
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("Live Link Face (UDP, no Unreal plugin needed)")
     group.add_argument("--livelink-out", metavar="udp://HOST:PORT",
                        help="send every rendered drive frame's motion as Live Link Face packets")
-    group.add_argument("--livelink-subject", metavar="NAME",
-                       help="subject name of sent packets (default: the avatar id)")
+    group.add_argument("--livelink-subject", metavar="NAME", type=_checked(check_subject),
+                       help="subject name of sent packets (default: the avatar's name, else its id)")
+    group.add_argument("--livelink-device-id", metavar="UUID", type=_checked(check_device_id),
+                       help="device id of sent packets, a 36-character UUID (default: one made once "
+                            f"and kept in DATA_DIR/{DEVICE_ID_FILE})")
     group.add_argument("--livelink-in", metavar="udp://HOST:PORT",
                        help="receive Live Link Face packets as motion (needs --livelink-avatar)")
     group.add_argument("--livelink-avatar", metavar="ID",
@@ -152,11 +220,14 @@ def start(handlers, args: argparse.Namespace) -> tuple[list[Callable[[float], No
     stops: list[Callable[[float], None]] = []
     bound: list[str] = []
     if getattr(args, "livelink_out", None):
-        sender = LiveLinkSender(args.livelink_out, args.livelink_subject,
+        device_id = args.livelink_device_id or runtime_device_id(args.data_dir)
+        sender = LiveLinkSender(args.livelink_out, device_id, args.livelink_subject,
+                                name_of=lambda avatar_id: handlers.service.get(avatar_id).get("name"),
                                 angle_unit=args.livelink_angle_unit)
         handlers.add_frame_tap(sender.send)
         stops.append(lambda grace: sender.close())
         bound.append("livelink_out=udp://%s:%d" % sender.target)
+        log.info("Live Link Face out: device id %s", sender.device_id)
     if getattr(args, "livelink_in", None):
         if not args.livelink_avatar:
             raise InvalidArgument("--livelink-in needs --livelink-avatar ID (the avatar it drives)")

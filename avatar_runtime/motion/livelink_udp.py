@@ -15,6 +15,13 @@ Wire layout of one datagram, every multi-byte field big-endian (network order):
              HeadRoll, LeftEyeYaw, LeftEyePitch, LeftEyeRoll, RightEyeYaw, RightEyePitch,
              RightEyeRoll.
 
+The strings are Unreal's network-byte-order FString: an int32 byte count, then UTF-8 without a
+terminator. The app's device id is always a 36-character UUID (8-4-4-4-12 hex digits), and some
+peers read it as a fixed 36 bytes (`pylivelinkface` reads bytes 4..41 as "$" + UUID, the "$"
+being the low byte of the length 36), so packets we encode carry one too (`new_device_id`).
+Unreal receives into a buffer sized for 256 TCHARs per name, so an encoded subject is at most
+`MAX_SUBJECT_BYTES`; decoding accepts up to `MAX_NAME_BYTES` per string.
+
 Angles follow `avatar_runtime.motion.livelink_csv` (same source values as the app's CSV):
 radians by default, signs as in `avatar_runtime.motion.pose`; `angle_unit` accepts
 "normalized" (degrees / 180, Unreal's ARKit face convention) and "degrees" too. The packet
@@ -25,7 +32,9 @@ number (the receiver numbers frames).
 from __future__ import annotations
 
 import math
+import re
 import struct
+import uuid
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,7 +48,10 @@ from avatar_runtime.motion.pose import euler_to_quat, quat_to_euler
 PACKET_VERSION = 6
 NUM_VALUES = 61  # 52 ARKit weights + 3 head + 3 left eye + 3 right eye angles
 DEFAULT_PORT = 11111
-MAX_NAME_BYTES = 1024
+MAX_NAME_BYTES = 1024  # per string, decoding
+MAX_SUBJECT_BYTES = 255  # encoding: fits Unreal's receive buffer on every platform
+DEVICE_ID_LENGTH = 36
+_UUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
 _TIME = struct.Struct(">ifii")
 _VALUES = struct.Struct(f">B{NUM_VALUES}f")
 
@@ -62,16 +74,49 @@ class LiveLinkPacket:
         return (self.frame_number + self.subframe) * denominator / numerator if numerator else 0.0
 
 
-def encode_packet(values, subject: str, device_id: str = "avatar-runtime",
-                  frame_number: int = 0, subframe: float = 0.0, rate: tuple[int, int] = (60, 1)) -> bytes:
-    """61 values (wire order) + header fields -> one datagram."""
+def new_device_id() -> str:
+    """A fresh device id in the app's form: a random UUID, 36 characters, upper-case hex."""
+    return str(uuid.uuid4()).upper()
+
+
+def check_device_id(device_id: str) -> str:
+    """`device_id` if it is a 36-character UUID (as the app sends); InvalidArgument otherwise."""
+    if not isinstance(device_id, str) or not _UUID.fullmatch(device_id):
+        raise InvalidArgument(f"a Live Link Face device id is a {DEVICE_ID_LENGTH}-character UUID "
+                              f"like 3F2504E0-4F89-41D3-9A0C-0305E82C3301 (what the app sends); "
+                              f"got {device_id!r}")
+    return device_id
+
+
+def check_subject(subject: str) -> str:
+    """`subject` if it is a non-empty name of at most MAX_SUBJECT_BYTES UTF-8 bytes."""
+    size = len(subject.encode("utf-8")) if isinstance(subject, str) else 0
+    if not 0 < size <= MAX_SUBJECT_BYTES:
+        raise InvalidArgument(f"a Live Link subject name is 1..{MAX_SUBJECT_BYTES} UTF-8 bytes; "
+                              f"got {size} ({subject!r:.80})")
+    return subject
+
+
+def fit_subject(name: str) -> str:
+    """`name` cut at a character boundary to at most MAX_SUBJECT_BYTES UTF-8 bytes."""
+    raw = name.encode("utf-8")[:MAX_SUBJECT_BYTES]
+    return raw.decode("utf-8", errors="ignore")
+
+
+def encode_packet(values, subject: str, device_id: str, frame_number: int = 0, subframe: float = 0.0,
+                  rate: tuple[int, int] = (60, 1)) -> bytes:
+    """61 values (wire order) + header fields -> one datagram.
+
+    `device_id` must be a 36-character UUID and `subject` 1..MAX_SUBJECT_BYTES bytes (see the
+    module docstring: peers of the app rely on both).
+    """
     vector = np.asarray(values, np.float32).ravel()
     if vector.size != NUM_VALUES:
         raise InvalidArgument(f"a Live Link Face packet carries {NUM_VALUES} values, got {vector.size}")
     return b"".join((
         struct.pack(">B", PACKET_VERSION),
-        _string(device_id, "device id"),
-        _string(subject, "subject"),
+        _string(check_device_id(device_id)),
+        _string(check_subject(subject)),
         _TIME.pack(int(frame_number), float(subframe), int(rate[0]), int(rate[1])),
         _VALUES.pack(NUM_VALUES, *vector.tolist()),
     ))
@@ -123,8 +168,8 @@ def packet_to_frame(packet: LiveLinkPacket, sequence: int = 0, angle_unit: str =
                        sequence=sequence, timecode=seconds)
 
 
-def encode_frame(frame: MotionFrame, subject: str, device_id: str = "avatar-runtime",
-                 fps: int = 60, angle_unit: str = "radians") -> bytes:
+def encode_frame(frame: MotionFrame, subject: str, device_id: str, fps: int = 60,
+                 angle_unit: str = "radians") -> bytes:
     """MotionFrame -> datagram; its timecode (seconds) becomes frame number + sub-frame at `fps`."""
     frames = max(frame.timecode, 0.0) * fps
     whole = math.floor(frames)
@@ -138,10 +183,8 @@ def _angle_scale(angle_unit: str) -> float:
     return ANGLE_UNITS[angle_unit]
 
 
-def _string(text: str, what: str) -> bytes:
+def _string(text: str) -> bytes:
     raw = text.encode("utf-8")
-    if len(raw) > MAX_NAME_BYTES:
-        raise InvalidArgument(f"{what} is {len(raw)} bytes; at most {MAX_NAME_BYTES}")
     return struct.pack(">i", len(raw)) + raw
 
 
