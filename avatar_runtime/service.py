@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,12 @@ class Smoothing:
     min_cutoff: float = 1.5
     beta: float = 0.3
 
+    def filter(self) -> Callable[[MotionFrame], MotionFrame]:
+        """A fresh per-session filter: One-Euro when enabled, else frames pass unchanged."""
+        if not self.enabled:
+            return lambda frame: frame
+        return MotionSmoother(self.min_cutoff, self.beta)
+
 
 @dataclass(frozen=True)
 class _Rig:
@@ -81,13 +88,14 @@ class AvatarService:
     # -- avatars ---------------------------------------------------------------------
     def create(self, image: bytes, name: str = "", reconstructor: str = "fit",
                progress: Progress = lambda stage, fraction: None) -> dict:
-        """Image bytes -> stored avatar summary. Same photo + settings -> same id."""
+        """Image bytes -> stored avatar summary. Same photo, reconstructor and name -> the same
+        avatar (nothing recomputed); another name -> another avatar (see `avatar_id_for`)."""
         if reconstructor not in RECONSTRUCTORS:
             raise InvalidArgument(f"unknown reconstructor {reconstructor!r}; available: "
                                   f"{', '.join(RECONSTRUCTORS)}")
         progress("decode", 0.0)
         rgb = decode_image(image, self.limits.image)
-        avatar_id = hashlib.sha256(reconstructor.encode() + b"\0" + bytes(image)).hexdigest()[:16]
+        avatar_id = avatar_id_for(image, reconstructor, name)
         if avatar_id in self.store:
             progress("done", 1.0)
             return self.store.get(avatar_id).summary()
@@ -130,7 +138,7 @@ class AvatarService:
         """One frame: RGBA (straight alpha), depth and normals."""
         motion = motion or MotionFrame.neutral()
         camera = camera or Camera.orbit()
-        self._check_camera(camera)
+        self.check_camera(camera)
         rig = self._rig(avatar_id)
         if not isinstance(rig.renderer, MeshRenderer):  # a learned avatar renders its own volume
             return rig.renderer.render(motion, camera)
@@ -140,10 +148,9 @@ class AvatarService:
               smoothing: Smoothing = Smoothing()) -> Iterator[tuple[MotionFrame, RenderOutput]]:
         """Render each incoming frame (after optional smoothing); yields (frame, render)."""
         self.store.get(avatar_id)  # unknown ids fail before the first frame arrives
-        smoother = MotionSmoother(smoothing.min_cutoff, smoothing.beta) if smoothing.enabled else None
+        smooth = smoothing.filter()
         for frame in frames:
-            if smoother is not None:
-                frame = smoother(frame)
+            frame = smooth(frame)
             yield frame, self.render(avatar_id, frame, camera)
 
     def solve_motion(self, image: bytes, avatar_id: str | None = None, sequence: int = 0,
@@ -217,10 +224,31 @@ class AvatarService:
     def _measure_response(self, avatar: Avatar, stop: threading.Event) -> ExpressionResponse | None:
         return self.solver.measure_response(avatar.tensors["identity"], avatar.tensors["texture"], stop)
 
-    def _check_camera(self, camera: Camera) -> None:
+    def check_camera(self, camera: Camera) -> None:
+        """InvalidArgument / LimitExceeded unless `camera` can be rendered (before any work)."""
         side = self.limits.max_render_side
         if not (1 <= camera.width <= side and 1 <= camera.height <= side):
             raise LimitExceeded(f"render size {camera.width}x{camera.height} is outside 1..{side} "
                                 f"px per side (limit max_render_side)")
-        if not np.isfinite(camera.c2w).all() or not 1.0 <= camera.fov_y_deg <= 120.0:
-            raise InvalidArgument("camera must have a finite pose and a vertical FOV in 1..120 deg")
+        if not math.isfinite(camera.fov_y_deg) or not 1.0 <= camera.fov_y_deg <= 120.0:
+            raise InvalidArgument(f"camera fov_y_deg must be in 1..120 deg, got {camera.fov_y_deg:g}")
+        c2w = np.asarray(camera.c2w, np.float64)
+        if c2w.shape != (4, 4) or not np.isfinite(c2w).all():
+            raise InvalidArgument("camera c2w must be 16 finite numbers (4x4 row-major)")
+        rotation = c2w[:3, :3]
+        rigid = (np.allclose(c2w[3], (0, 0, 0, 1), atol=1e-6)
+                 and np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-3)
+                 and np.linalg.det(rotation) > 0)
+        if not rigid:
+            raise InvalidArgument("camera c2w must be a rigid camera-to-world transform: its upper-left "
+                                  "3x3 a rotation (orthonormal, det +1, within 1e-3) and its bottom "
+                                  "row 0 0 0 1")
+
+
+def avatar_id_for(image: bytes, reconstructor: str, name: str = "") -> str:
+    """Content-hash id: photo + reconstructor, plus the name when one is given, so one photo
+    created under two names is two avatars (each keeps its name) instead of one renamed."""
+    key = reconstructor.encode() + b"\0" + bytes(image)
+    if name:
+        key = name.encode() + b"\0" + key
+    return hashlib.sha256(key).hexdigest()[:16]

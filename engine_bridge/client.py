@@ -13,6 +13,7 @@ Every failure is a `BridgeError(code, message)` with the server's status name as
 from __future__ import annotations
 
 import collections
+import hashlib
 import threading
 from abc import ABC, abstractmethod
 from typing import Any, Callable, Iterable, Iterator
@@ -34,11 +35,21 @@ class BridgeError(RuntimeError):
         self.message = message
 
 
+class FrameError(BridgeError):
+    """One drive frame the server refused; the session went on."""
+
+    def __init__(self, code: str, message: str, sequence: int):
+        super().__init__(code, message)
+        self.sequence = sequence
+
+
 class DriveStream:
     """Iterator over rendered frames (`DecodedFrame`) of one drive session.
 
     `started` (dict) is set once the server accepted the header; `status` (dict with
     frames_received / frames_rendered / frames_dropped / elapsed_s) when the stream ends.
+    Frames the server refused (bad values, no face in an image frame) do not end the
+    stream: each lands in `frame_errors` as a `BridgeError` with its `sequence`.
     """
 
     def __init__(self, responses: Iterator[pb.DriveResponse], window: "SendWindow | None"):
@@ -46,6 +57,7 @@ class DriveStream:
         self._window = window
         self.started: dict | None = None
         self.status: dict | None = None
+        self.frame_errors: list[FrameError] = []
 
     def __iter__(self) -> "DriveStream":
         return self
@@ -62,6 +74,11 @@ class DriveStream:
                     if self._window is not None:
                         self._window.resolve(response.frame.sequence)
                     return frame_from_proto(response.frame)
+                elif kind == "error":
+                    error = response.error
+                    if self._window is not None:
+                        self._window.resolve(error.sequence)
+                    self.frame_errors.append(FrameError(error.code, error.message, error.sequence))
                 elif kind == "status":
                     self.status = _fields(response.status)
             raise StopIteration
@@ -230,9 +247,29 @@ class AvatarClient(ABC):
         if motion is not None:
             request.motion.CopyFrom(_motion(motion))
         files: dict[str, bytearray] = {}
+        done: set[str] = set()
         for chunk in self._stream("ExportMesh", request, pb.MeshChunk, timeout):
-            files.setdefault(chunk.file_name, bytearray()).extend(chunk.data)
+            data = files.setdefault(chunk.file_name, bytearray())
+            if chunk.offset != len(data) or chunk.file_name in done:
+                raise BridgeError("DATA_LOSS", f"{chunk.file_name}: chunk at offset {chunk.offset} "
+                                  f"after {len(data)} bytes received")
+            data.extend(chunk.data)
+            if chunk.last:
+                _verify(chunk.file_name, data, chunk.total_bytes, chunk.sha256)
+                done.add(chunk.file_name)
+        missing = sorted(set(files) - done)
+        if missing:
+            raise BridgeError("DATA_LOSS", f"the export ended before the last chunk of {missing}")
         return {name: bytes(data) for name, data in files.items()}
+
+
+def _verify(name: str, data: bytearray, total_bytes: int, sha256: str) -> None:
+    """DATA_LOSS unless a received file has its announced size and digest."""
+    if len(data) != total_bytes:
+        raise BridgeError("DATA_LOSS", f"{name}: received {len(data)} bytes of {total_bytes}")
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != sha256:
+        raise BridgeError("DATA_LOSS", f"{name}: sha256 {digest} does not match the server's {sha256}")
 
 
 def _options(encoding: str, depth: bool, normals: bool) -> pb.RenderOptions:

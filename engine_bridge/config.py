@@ -13,6 +13,14 @@ MiB = 1024 * 1024
 DEFAULT_MAX_MESSAGE_BYTES = 64 * MiB
 
 
+def bearer_token(value: str | None) -> str | None:
+    """The token of an `authorization` value: scheme `Bearer` in any case (RFC 7235)."""
+    if not isinstance(value, str):
+        return None
+    scheme, _, token = value.strip().partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
 class DeadlineExceeded(AvatarError):
     """A client kept a stream open without sending what it must (header, frames)."""
 
@@ -27,12 +35,21 @@ class BridgeLimits:
     """Largest request or reply on the wire, both directions (gRPC and ZMQ)."""
     max_drive_sessions: int = 16
     """Drive sessions open at once, over both transports together."""
+    max_drive_sessions_per_client: int = 8
+    """Drive sessions one client (a gRPC connection, a ZeroMQ socket) may hold at once."""
+    max_pending_headers: int = 64
+    """gRPC Drive streams opened but still waiting for their header, all clients together."""
     max_fps: float = 0.0
     """Frames per second one drive session may render; 0 = no cap."""
-    header_timeout_s: float = 30.0
+    header_timeout_s: float = 10.0
     """How long a new gRPC Drive stream may wait before sending its header."""
     idle_timeout_s: float = 60.0
     """A drive session with no input (frames or end) for this long is closed."""
+    stream_window: int = 8
+    """Replies of one ZeroMQ stream queued for a peer before the server waits for it to read."""
+    stall_timeout_s: float = 30.0
+    """A streaming reply (ExportMesh, CreateAvatar) whose client reads nothing for this long
+    is ended with RESOURCE_EXHAUSTED."""
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ class GrpcClient(AvatarClient):
         self._channel.close()
 
     def health(self, timeout: float = 5.0) -> str:
+        """Readiness of the runtime service (open: no token needed)."""
         stub = health_pb2_grpc.HealthStub(self._channel)
         try:
             response = stub.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=timeout)

@@ -1,33 +1,43 @@
-"""gRPC transport: `avatar.v1.AvatarRuntime` + grpc.health.v1 + reflection.
+"""gRPC transport: `avatar.v1.AvatarRuntime` + grpc.health.v1 + reflection, on grpc.aio.
 
-    server, port = create_server(service, "127.0.0.1:0")
+    server, port = create_server(handlers, "127.0.0.1:0")
     server.start(); ...; stop(server, grace=5)
 
-The servicer only translates (engine_bridge.handlers does the calls). Health: service ""
-is liveness, "avatar.v1.AvatarRuntime" readiness (NOT_SERVING while shutting down).
+The server runs on its own asyncio loop thread, so a stream that waits (a Drive header not
+sent yet, a client not reading) holds no thread; blocking runtime work runs in a thread
+pool. The servicer only translates (engine_bridge.handlers does the calls). Requests are
+parsed by our own deserializers, so unparsable protobuf is INVALID_ARGUMENT with one
+(rate-limited) log line. Health is open (liveness "" and readiness "avatar.v1.AvatarRuntime",
+NOT_SERVING while shutting down); everything else, reflection included, needs the token
+when one is configured.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
-import queue
 import threading
-from concurrent import futures
-from typing import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Callable, Iterator
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from avatar_runtime.errors import AvatarError, InvalidArgument
+from avatar_runtime.errors import AvatarError, InvalidArgument, LimitExceeded
 from avatar_runtime.service import AvatarService
 
-from .config import BridgeLimits, DeadlineExceeded, Security, require_token_off_loopback
-from .generated import pb, pb_grpc
+from .config import BridgeLimits, DeadlineExceeded, Security, bearer_token, is_loopback, \
+    require_token_off_loopback
+from .generated import pb
 from .handlers import DriveInbox, RuntimeHandlers, internal_error
+from .ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
+bad_input_log = RateLimitedLog(log)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AvatarRuntime"].full_name
+HEALTH_PREFIX = "/grpc.health.v1.Health/"
 KEEPALIVE_OPTIONS = [
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
@@ -35,6 +45,7 @@ KEEPALIVE_OPTIONS = [
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ("grpc.http2.max_pings_without_data", 0),
 ]
+_END = object()
 
 
 def status_code(error: AvatarError) -> grpc.StatusCode:
@@ -47,118 +58,307 @@ def channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
             ("grpc.max_receive_message_length", max_message_bytes), *KEEPALIVE_OPTIONS]
 
 
-class AvatarRuntimeServicer(pb_grpc.AvatarRuntimeServicer):
-    """Checks the token, calls `RuntimeHandlers`, maps `AvatarError.code` to a status."""
+@dataclass(frozen=True)
+class Malformed:
+    """What our deserializer returns for bytes that are not the expected message."""
 
-    def __init__(self, handlers: RuntimeHandlers, security: Security = Security()):
+    message_name: str
+    reason: str
+
+    def error(self) -> InvalidArgument:
+        return InvalidArgument(f"the request is not a valid {self.message_name} protobuf "
+                               f"message ({self.reason})"[:300])
+
+
+def _parser(cls: type) -> Callable[[bytes], Any]:
+    def parse(data: bytes):
+        try:
+            return cls.FromString(data)
+        except Exception as exc:  # noqa: BLE001 - DecodeError and friends: bad client bytes
+            return Malformed(cls.DESCRIPTOR.name, f"{type(exc).__name__}: {exc}")
+    return parse
+
+
+class AvatarRuntimeServicer:
+    """Calls `RuntimeHandlers` from the asyncio loop; maps `AvatarError.code` to a status."""
+
+    def __init__(self, handlers: RuntimeHandlers, pool: concurrent.futures.ThreadPoolExecutor):
         self.handlers = handlers
-        self.security = security
+        self.limits = handlers.limits
+        self._pool = pool
+        self._pending_headers = 0
+        self._pending_by_client: dict[str, int] = {}
 
     # -- plumbing ----------------------------------------------------------------------
-    def _authenticate(self, context: grpc.ServicerContext) -> None:
-        token = None
-        for key, value in context.invocation_metadata() or ():
-            if key == "authorization" and isinstance(value, str) and value.startswith("Bearer "):
-                token = value[len("Bearer "):]
-        self.security.check_token(token)
-
-    def _abort(self, context: grpc.ServicerContext, exc: BaseException) -> None:
+    async def _abort(self, context: grpc.aio.ServicerContext, exc: BaseException) -> None:
         error = exc if isinstance(exc, AvatarError) else internal_error(exc)
-        context.abort(status_code(error), error.message)
+        if error.code != "INTERNAL":
+            bad_input_log.warning("gRPC request refused: %s %s", error.code, error.message[:200])
+        await context.abort(status_code(error), error.message)
 
-    def _unary(self, context, call: Callable, request):
+    async def _unary(self, context, call: Callable, request):
         try:
-            self._authenticate(context)
-            return call(request)
+            if isinstance(request, Malformed):
+                raise request.error()
+            return await asyncio.get_running_loop().run_in_executor(self._pool, call, request)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a status
-            self._abort(context, exc)
+            await self._abort(context, exc)
 
-    def _stream(self, context, call: Callable[..., Iterable], *args) -> Iterator:
+    async def _stream(self, context, call: Callable[..., Iterator], request) -> AsyncIterator:
         try:
-            self._authenticate(context)
-            yield from call(*args)
-        except GeneratorExit:
+            if isinstance(request, Malformed):
+                raise request.error()
+            async for item in self._iterate(call(request)):
+                yield item
+        except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001
-            self._abort(context, exc)
+            await self._abort(context, exc)
+
+    async def _iterate(self, items: Iterator) -> AsyncIterator:
+        """A blocking iterator, advanced on the pool; closed on the pool when abandoned."""
+        future = None
+        try:
+            while True:
+                future = self._pool.submit(next, items, _END)
+                item = await asyncio.wrap_future(future)
+                if item is _END:
+                    return
+                yield item
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                if future is not None and not future.done():  # still running: close after it
+                    future.add_done_callback(lambda _: self._pool.submit(close))
+                else:
+                    self._pool.submit(close)
 
     # -- RPCs --------------------------------------------------------------------------
-    def CreateAvatar(self, request, context):
-        return self._stream(context, self.handlers.create_avatar, request)
+    # aio tells handler kinds apart by function type: these must be coroutine functions or
+    # async generator functions themselves.
+    async def CreateAvatar(self, request, context):
+        async for event in self._stream(context, self.handlers.create_avatar, request):
+            yield event
 
-    def GetAvatar(self, request, context):
-        return self._unary(context, self.handlers.get_avatar, request)
+    async def GetAvatar(self, request, context):
+        return await self._unary(context, self.handlers.get_avatar, request)
 
-    def ListAvatars(self, request, context):
-        return self._unary(context, self.handlers.list_avatars, request)
+    async def ListAvatars(self, request, context):
+        return await self._unary(context, self.handlers.list_avatars, request)
 
-    def DeleteAvatar(self, request, context):
-        return self._unary(context, self.handlers.delete_avatar, request)
+    async def DeleteAvatar(self, request, context):
+        return await self._unary(context, self.handlers.delete_avatar, request)
 
-    def RenderFrame(self, request, context):
-        return self._unary(context, self.handlers.render_frame, request)
+    async def RenderFrame(self, request, context):
+        return await self._unary(context, self.handlers.render_frame, request)
 
-    def SolveMotion(self, request, context):
-        return self._unary(context, self.handlers.solve_motion, request)
+    async def SolveMotion(self, request, context):
+        return await self._unary(context, self.handlers.solve_motion, request)
 
-    def ExportMesh(self, request, context):
-        return self._stream(context, self.handlers.export_mesh, request)
+    async def ExportMesh(self, request, context):
+        async for chunk in self._stream(context, self.handlers.export_mesh, request):
+            yield chunk
 
-    def Drive(self, request_iterator, context):
-        return self._stream(context, self._drive, request_iterator, context)
-
-    def _drive(self, requests: Iterator[pb.DriveRequest], context) -> Iterator[pb.DriveResponse]:
-        """A reader thread feeds the inbox (latest-wins); this thread renders and replies."""
-        inbox = DriveInbox(self.handlers.limits.idle_timeout_s)
-        headers: queue.Queue = queue.Queue(maxsize=1)
-        context.add_callback(inbox.cancel)
-        threading.Thread(target=_read_drive, args=(requests, headers, inbox),
-                         name="drive-reader", daemon=True).start()
-        timeout = self.handlers.limits.header_timeout_s
+    async def Drive(self, requests: AsyncIterator, context) -> AsyncIterator[pb.DriveResponse]:
+        """Header (bounded wait, no thread held), then a reader task feeds the inbox
+        (latest-wins) while the render loop runs on the pool."""
+        client = context.peer() or ""
+        inbox = DriveInbox(self.limits.idle_timeout_s)
+        reader = None
         try:
-            header = headers.get(timeout=timeout)
-        except queue.Empty:
-            raise DeadlineExceeded(f"no Drive header within {timeout:g} s; the first message of "
-                                   "a Drive stream must be a header") from None
-        if isinstance(header, AvatarError):
-            raise header
-        yield from self.handlers.drive(header, inbox)
+            requests = requests.__aiter__()
+            header = await self._await_header(requests, client)
+            plan = await asyncio.get_running_loop().run_in_executor(
+                self._pool, self.handlers.start_drive, header)
+            reader = asyncio.ensure_future(_read_frames(requests, inbox))
+            async for response in self._iterate(self.handlers.drive(plan, inbox, client)):
+                yield response
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            await self._abort(context, exc)
+        finally:
+            inbox.cancel()
+            if reader is not None:
+                reader.cancel()
+
+    async def _await_header(self, requests: AsyncIterator, client: str) -> pb.DriveHeader:
+        limits = self.limits
+        if self._pending_headers >= limits.max_pending_headers:
+            raise LimitExceeded(f"{self._pending_headers} Drive streams are waiting for their header "
+                                f"(limit max_pending_headers={limits.max_pending_headers})")
+        held = self._pending_by_client.get(client, 0)
+        if held >= limits.max_drive_sessions_per_client:
+            raise LimitExceeded(f"this client has {held} Drive streams waiting for their header "
+                                f"(limit max_drive_sessions_per_client="
+                                f"{limits.max_drive_sessions_per_client})")
+        self._pending_headers += 1
+        self._pending_by_client[client] = held + 1
+        try:
+            first = await asyncio.wait_for(requests.__anext__(), limits.header_timeout_s)
+        except asyncio.TimeoutError:
+            raise DeadlineExceeded(f"no Drive header within {limits.header_timeout_s:g} s; the first "
+                                   "message of a Drive stream must be a header") from None
+        except StopAsyncIteration:
+            raise InvalidArgument("the Drive stream ended before its header") from None
+        finally:
+            self._pending_headers -= 1
+            self._pending_by_client[client] -= 1
+            if not self._pending_by_client[client]:
+                del self._pending_by_client[client]
+        if isinstance(first, Malformed):
+            raise first.error()
+        if first.WhichOneof("kind") != "header":
+            got = first.WhichOneof("kind") or "an empty message"
+            raise InvalidArgument(f"the first Drive message must be a header, got {got}")
+        return first.header
 
 
-def _read_drive(requests: Iterator[pb.DriveRequest], headers: queue.Queue, inbox: DriveInbox) -> None:
-    """Header first, then frames into the inbox until `end` or the client half-closes."""
-    seen_header = False
+async def _read_frames(requests: AsyncIterator, inbox: DriveInbox) -> None:
+    """Frames into the inbox until `end` or the client half-closes. A bad frame or a second
+    header is a FrameError for the client; the session goes on."""
     try:
-        for request in requests:
+        async for request in requests:
+            if isinstance(request, Malformed):
+                bad_input_log.warning("gRPC Drive frame refused: %s", request.reason[:200])
+                inbox.reject(0, request.error())
+                continue
             kind = request.WhichOneof("kind")
-            if not seen_header:
-                if kind != "header":
-                    got = kind or "an empty message"
-                    headers.put(InvalidArgument(f"the first Drive message must be a header, got {got}"))
-                    return
-                seen_header = True
-                headers.put(request.header)
-            elif kind == "frame":
+            if kind == "frame":
                 inbox.put(request.frame)
             elif kind == "end":
                 inbox.end()
             else:
-                raise InvalidArgument(f"unexpected Drive message {kind or 'with nothing set'} "
-                                      "after the header; send frames, then end")
-        if not seen_header:
-            headers.put(InvalidArgument("the Drive stream ended before its header"))
+                what = "a second header" if kind == "header" else "a Drive request with nothing set"
+                inbox.reject(0, InvalidArgument(f"{what} in an open drive session; send frames, then end"))
         inbox.end()
-    except AvatarError as error:
-        inbox.fail(error)
-    except Exception:  # noqa: BLE001 - the client went away (RpcError) mid-stream
-        if not seen_header:
-            headers.put(InvalidArgument("the Drive stream failed before its header"))
+    except asyncio.CancelledError:
+        raise
+    except Exception:  # noqa: BLE001 - the client went away mid-stream
         inbox.cancel()
+
+
+_CARDINALITY = {  # method -> (request streaming, response streaming)
+    "CreateAvatar": (False, True), "GetAvatar": (False, False), "ListAvatars": (False, False),
+    "DeleteAvatar": (False, False), "RenderFrame": (False, False), "SolveMotion": (False, False),
+    "ExportMesh": (False, True), "Drive": (True, True),
+}
+_FACTORIES = {
+    (False, False): grpc.unary_unary_rpc_method_handler,
+    (False, True): grpc.unary_stream_rpc_method_handler,
+    (True, False): grpc.stream_unary_rpc_method_handler,
+    (True, True): grpc.stream_stream_rpc_method_handler,
+}
+
+
+def _generic_handler(servicer: AvatarRuntimeServicer) -> grpc.GenericRpcHandler:
+    methods = pb.DESCRIPTOR.services_by_name["AvatarRuntime"].methods_by_name
+    handlers = {}
+    for name, cardinality in _CARDINALITY.items():
+        method = methods[name]
+        request_cls = pb.__dict__[method.input_type.name]
+        handlers[name] = _FACTORIES[cardinality](
+            getattr(servicer, name), request_deserializer=_parser(request_cls),
+            response_serializer=lambda message: message.SerializeToString())
+    return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
+
+
+class TokenInterceptor(grpc.aio.ServerInterceptor):
+    """Every method but health needs the bearer token (when one is configured)."""
+
+    def __init__(self, security: Security):
+        self.security = security
+
+    async def intercept_service(self, continuation, details: grpc.HandlerCallDetails):
+        handler = await continuation(details)
+        if handler is None or details.method.startswith(HEALTH_PREFIX):
+            return handler
+        token = None
+        for key, value in details.invocation_metadata or ():
+            if key == "authorization":
+                token = bearer_token(value)
+        try:
+            self.security.check_token(token)
+        except AvatarError as error:
+            bad_input_log.warning("gRPC %s refused: %s", details.method, error.message)
+            return _refusing(handler, error)
+        return handler
+
+
+def _refusing(handler: grpc.RpcMethodHandler, error: AvatarError) -> grpc.RpcMethodHandler:
+    async def refuse(_request, context):
+        await context.abort(status_code(error), error.message)
+
+    factory = _FACTORIES[(handler.request_streaming, handler.response_streaming)]
+    return factory(refuse, request_deserializer=handler.request_deserializer,
+                   response_serializer=handler.response_serializer)
+
+
+class GrpcServer:
+    """A grpc.aio server on its own event-loop thread, started and stopped from sync code."""
+
+    def __init__(self, handlers: RuntimeHandlers, address: str, security: Security, workers: int):
+        self.handlers = handlers
+        self._pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="grpc")
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="grpc-loop", daemon=True)
+        self._thread.start()
+        try:
+            self.port = self._run(self._build(address, security))
+        except BaseException:
+            self._close_loop()
+            raise
+
+    def _run(self, coroutine, timeout: float | None = None):
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+
+    async def _build(self, address: str, security: Security) -> int:
+        limits = self.handlers.limits
+        self._server = grpc.aio.server(
+            handlers=[_generic_handler(AvatarRuntimeServicer(self.handlers, self._pool))],
+            interceptors=[TokenInterceptor(security)],
+            options=[*channel_options(limits.max_message_bytes), ("grpc.so_reuseport", 0)])
+        self.health_servicer = health.aio.HealthServicer()
+        for name in ("", SERVICE_NAME):
+            await self.health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health_servicer, self._server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME), self._server)
+        if security.tls_cert and security.tls_key:
+            credentials = grpc.ssl_server_credentials([(security.tls_key, security.tls_cert)])
+            port = self._server.add_secure_port(address, credentials)
+        else:
+            if security.token and not is_loopback(address):
+                log.warning("gRPC on %s: the token travels in clear text; add --tls-cert/--tls-key",
+                            address)
+            port = self._server.add_insecure_port(address)
+        if not port:
+            raise OSError(f"could not bind gRPC server to {address}")
+        return port
+
+    def start(self) -> "GrpcServer":
+        self._run(self._server.start())
+        return self
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Readiness NOT_SERVING, refuse new calls, let in-flight calls finish, then close."""
+        if self._loop.is_closed():
+            return
+        self._run(self.health_servicer.enter_graceful_shutdown())
+        self._run(self._server.stop(grace))
+        self._close_loop()
+
+    def _close_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5.0)
+        self._loop.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def create_server(service: AvatarService | RuntimeHandlers, address: str = "127.0.0.1:0",
                   limits: BridgeLimits | None = None, security: Security = Security(),
-                  max_workers: int | None = None) -> tuple[grpc.Server, int]:
+                  max_workers: int | None = None) -> tuple[GrpcServer, int]:
     """Build (not start) a gRPC server on `address`; returns (server, bound port).
 
     Pass a `RuntimeHandlers` to share drive-session limits with a ZMQ server.
@@ -166,33 +366,11 @@ def create_server(service: AvatarService | RuntimeHandlers, address: str = "127.
     require_token_off_loopback(address, security)
     handlers = (service if isinstance(service, RuntimeHandlers)
                 else RuntimeHandlers(service, limits or BridgeLimits()))
-    limits = handlers.limits
-    workers = max_workers or limits.max_drive_sessions * 2 + 16
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
-                         options=[*channel_options(limits.max_message_bytes), ("grpc.so_reuseport", 0)])
-    pb_grpc.add_AvatarRuntimeServicer_to_server(AvatarRuntimeServicer(handlers, security), server)
-    health_servicer = health.HealthServicer(experimental_non_blocking=True)
-    for name in ("", SERVICE_NAME):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-         reflection.SERVICE_NAME), server)
-    if security.tls_cert and security.tls_key:
-        credentials = grpc.ssl_server_credentials([(security.tls_key, security.tls_cert)])
-        port = server.add_secure_port(address, credentials)
-    else:
-        port = server.add_insecure_port(address)
-    if not port:
-        raise OSError(f"could not bind gRPC server to {address}")
-    server.health_servicer = health_servicer  # for stop(): readiness goes NOT_SERVING first
-    server.handlers = handlers
-    return server, port
+    workers = max_workers or handlers.limits.max_drive_sessions * 2 + 16
+    server = GrpcServer(handlers, address, security, workers)
+    return server, server.port
 
 
-def stop(server: grpc.Server, grace: float = 10.0) -> None:
+def stop(server: GrpcServer, grace: float = 10.0) -> None:
     """Graceful shutdown: readiness NOT_SERVING, refuse new calls, let in-flight calls finish."""
-    health_servicer = getattr(server, "health_servicer", None)
-    if health_servicer is not None:
-        health_servicer.enter_graceful_shutdown()
-    server.stop(grace).wait()
+    server.stop(grace)

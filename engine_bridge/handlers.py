@@ -7,6 +7,8 @@ transports behave identically by construction. Errors are `AvatarError`s (the se
 
 from __future__ import annotations
 
+import collections
+import hashlib
 import logging
 import queue
 import threading
@@ -18,11 +20,12 @@ from typing import Callable, Iterator
 
 from avatar_runtime.errors import AvatarError, InvalidArgument, LimitExceeded, Unimplemented
 from avatar_runtime.motion.frame import MotionFrame
+from avatar_runtime.render.camera import Camera
 from avatar_runtime.service import AvatarService, Smoothing
 
+from . import validation
 from .config import BridgeLimits, DeadlineExceeded
-from .convert import (RenderOptions, avatar_to_proto, camera_from_proto, frame_to_proto,
-                      motion_from_proto, motion_to_proto)
+from .convert import RenderOptions, avatar_to_proto, frame_to_proto, motion_from_proto, motion_to_proto
 from .generated import pb
 
 log = logging.getLogger(__name__)
@@ -30,6 +33,8 @@ FrameTap = Callable[[str, MotionFrame], None]
 MIME_TYPES = {"glb": "model/gltf-binary", "obj": "model/obj", "mtl": "model/mtl",
               "png": "image/png", "ply": "application/ply"}
 DEFAULT_CHUNK_BYTES = 1024 * 1024
+MIN_CHUNK_BYTES = 1024
+CHUNK_OVERHEAD_BYTES = 4096  # MeshChunk fields + envelope around `data`
 
 
 def internal_error(exc: BaseException) -> AvatarError:
@@ -40,25 +45,36 @@ def internal_error(exc: BaseException) -> AvatarError:
 
 
 class SessionGate:
-    """Counts open drive sessions across transports; refuses past `limit`."""
+    """Counts open drive sessions across transports; refuses past `limit` overall or
+    `per_client` for one client (a gRPC connection, a ZeroMQ socket)."""
 
-    def __init__(self, limit: int):
+    def __init__(self, limit: int, per_client: int | None = None):
         self.limit = limit
+        self.per_client = per_client or limit
         self.active = 0
+        self._by_client: dict[str, int] = {}
         self._lock = threading.Lock()
 
     @contextmanager
-    def slot(self) -> Iterator[None]:
+    def slot(self, client: str = "") -> Iterator[None]:
         with self._lock:
             if self.active >= self.limit:
                 raise LimitExceeded(f"too many drive sessions: {self.active} open "
                                     f"(limit max_drive_sessions={self.limit})")
+            held = self._by_client.get(client, 0)
+            if held >= self.per_client:
+                raise LimitExceeded(f"this client already holds {held} drive sessions "
+                                    f"(limit max_drive_sessions_per_client={self.per_client})")
             self.active += 1
+            self._by_client[client] = held + 1
         try:
             yield
         finally:
             with self._lock:
                 self.active -= 1
+                self._by_client[client] -= 1
+                if not self._by_client[client]:
+                    del self._by_client[client]
 
 
 @dataclass
@@ -70,37 +86,56 @@ class _ImageMotion:
     timecode: float
 
 
+@dataclass
+class Rejected:
+    """A frame the session could not use; reported to the client as a FrameError, in order."""
+
+    sequence: int
+    error: AvatarError
+
+
+MAX_QUEUED_REJECTIONS = 32
+
+
 class DriveInbox:
     """Mailbox from the receiving side to the render loop (latest-wins).
 
     `put` replaces the pending frame (counting it as dropped), so memory stays at two frames
     however fast the client sends. When a render finishes, `commit` fixes the newest frame
     that arrived meanwhile as the next one to render, so a frame sent in reply to a
-    delivered one (pipelined clients) never displaces it. `end` lets the loop finish what is
-    pending; `cancel` (client gone) stops it now; `fail` stops it with an error.
+    delivered one (pipelined clients) never displaces it. `reject` queues a per-frame error
+    (the session goes on); `end` lets the loop finish what is pending; `cancel` (client gone)
+    stops it now; `fail` stops it with an error.
     """
 
     def __init__(self, idle_timeout_s: float = 60.0):
         self.idle_timeout_s = idle_timeout_s
         self.received = 0
         self.dropped = 0
+        self.rejected = 0
         self._pending: MotionFrame | _ImageMotion | None = None
         self._next: MotionFrame | _ImageMotion | None = None
+        self._rejections: collections.deque[Rejected] = collections.deque()
         self._rendering = False
         self._ended = self._cancelled = False
         self._error: AvatarError | None = None
         self._cond = threading.Condition()
 
     def put(self, msg: pb.MotionFrame) -> None:
-        """Validate one wire frame and make it the pending one (raises InvalidArgument)."""
-        if msg.WhichOneof("source") == "image":
-            item: MotionFrame | _ImageMotion = _ImageMotion(msg.image, int(msg.sequence),
-                                                            float(msg.timecode))
-        elif msg.WhichOneof("source") is not None:
-            raise Unimplemented(f"drive frames with a {msg.WhichOneof('source')!r} source are not "
-                                "supported yet; send ARKit weights or an image")
-        else:
-            item = motion_from_proto(msg)
+        """Validate one wire frame and make it the pending one; a bad frame is rejected (a
+        FrameError for the client), never fatal."""
+        try:
+            if msg.WhichOneof("source") == "image":
+                item: MotionFrame | _ImageMotion = _ImageMotion(msg.image, int(msg.sequence),
+                                                                float(msg.timecode))
+            elif msg.WhichOneof("source") is not None:
+                raise Unimplemented(f"drive frames with a {msg.WhichOneof('source')!r} source are "
+                                    "not supported yet; send ARKit weights or an image")
+            else:
+                item = motion_from_proto(msg)
+        except AvatarError as error:
+            self.reject(int(msg.sequence), error)
+            return
         self.offer(item)
 
     def offer(self, item: MotionFrame | _ImageMotion) -> None:
@@ -116,6 +151,18 @@ class DriveInbox:
             if self._pending is not None:
                 self.dropped += 1
             self._pending = item
+            self._cond.notify()
+
+    def reject(self, sequence: int, error: AvatarError) -> None:
+        """Report `error` for frame `sequence` to the client; the session goes on."""
+        with self._cond:
+            if self._ended:
+                return
+            self.received += 1
+            self.rejected += 1
+            if len(self._rejections) >= MAX_QUEUED_REJECTIONS:
+                self._rejections.popleft()  # a flood of bad frames keeps the newest reports
+            self._rejections.append(Rejected(sequence, error))
             self._cond.notify()
 
     def commit(self) -> None:
@@ -144,8 +191,9 @@ class DriveInbox:
     def cancelled(self) -> bool:
         return self._cancelled
 
-    def take(self) -> MotionFrame | _ImageMotion | None:
-        """The newest frame, waiting for one; None once ended (or cancelled) and drained."""
+    def take(self) -> MotionFrame | _ImageMotion | Rejected | None:
+        """A rejection to report, else the newest frame, waiting for one; None once ended
+        (or cancelled) and drained."""
         deadline = time.monotonic() + self.idle_timeout_s
         with self._cond:
             while True:
@@ -153,6 +201,8 @@ class DriveInbox:
                     raise self._error
                 if self._cancelled:
                     return None
+                if self._rejections:
+                    return self._rejections.popleft()
                 if self._next is not None:
                     item, self._next = self._next, None
                     self._rendering = True
@@ -176,7 +226,7 @@ class RuntimeHandlers:
     def __init__(self, service: AvatarService, limits: BridgeLimits = BridgeLimits()):
         self.service = service
         self.limits = limits
-        self.sessions = SessionGate(limits.max_drive_sessions)
+        self.sessions = SessionGate(limits.max_drive_sessions, limits.max_drive_sessions_per_client)
         self._frame_taps: list[FrameTap] = []
         self._feeds: dict[int, tuple[str, DriveInbox]] = {}
         self._feeds_lock = threading.Lock()
@@ -218,8 +268,9 @@ class RuntimeHandlers:
     # -- frames ------------------------------------------------------------------------
     def render_frame(self, req: pb.RenderFrameRequest) -> pb.Frame:
         motion = motion_from_proto(req.motion if req.HasField("motion") else None)
-        camera = camera_from_proto(req.camera if req.HasField("camera") else None)
-        options = RenderOptions.from_proto(req.options if req.HasField("options") else None)
+        camera, options = validation.render_target(
+            self.service, self.limits, req.camera if req.HasField("camera") else None,
+            req.options if req.HasField("options") else None)
         t0 = time.perf_counter()
         out = self.service.render(req.avatar_id, motion, camera)
         return frame_to_proto(out, options, motion.sequence, motion.timecode,
@@ -231,49 +282,73 @@ class RuntimeHandlers:
         return motion_to_proto(frame)
 
     def export_mesh(self, req: pb.ExportMeshRequest) -> Iterator[pb.MeshChunk]:
-        """The avatar's mesh files, each streamed in chunks (expression from `req.motion`)."""
+        """The avatar's mesh files, each streamed in chunks (expression from `req.motion`);
+        the last chunk of each file carries its SHA-256."""
         motion = motion_from_proto(req.motion if req.HasField("motion") else None)
+        size = int(req.chunk_bytes) or DEFAULT_CHUNK_BYTES
+        if size < MIN_CHUNK_BYTES:
+            raise InvalidArgument(f"chunk_bytes must be at least {MIN_CHUNK_BYTES} (or 0 for the "
+                                  f"default {DEFAULT_CHUNK_BYTES}), got {size}")
+        size = min(size, self.limits.max_message_bytes - CHUNK_OVERHEAD_BYTES)
         files = self.service.export_mesh(req.avatar_id, req.format or "glb", motion.arkit,
                                          source=req.source or "mesh")
-        size = int(req.chunk_bytes) or DEFAULT_CHUNK_BYTES
-        size = min(size, max(1024, self.limits.max_message_bytes - 1024))
         for name, data in files.items():
             mime = MIME_TYPES.get(name.rsplit(".", 1)[-1], "application/octet-stream")
-            for offset in range(0, max(len(data), 1), size):
-                yield pb.MeshChunk(data=data[offset:offset + size], offset=offset,
-                                   total_bytes=len(data), mime_type=mime, file_name=name)
+            view = memoryview(data)
+            offsets = range(0, max(len(data), 1), size)
+            for offset in offsets:
+                last = offset == offsets[-1]
+                yield pb.MeshChunk(data=bytes(view[offset:offset + size]), offset=offset,
+                                   total_bytes=len(data), mime_type=mime, file_name=name,
+                                   sha256=hashlib.sha256(data).hexdigest() if last else "",
+                                   last=last)
 
     # -- drive -------------------------------------------------------------------------
-    def drive(self, header: pb.DriveHeader, inbox: DriveInbox) -> Iterator[pb.DriveResponse]:
-        """Header -> DriveStarted, then one Frame per rendered motion, then DriveStatus.
+    def start_drive(self, header: pb.DriveHeader) -> "DrivePlan":
+        """Check a Drive header completely (before DriveStarted): camera, options, avatar."""
+        camera, options, smoothing = validation.drive_header(self.service, self.limits, header)
+        return DrivePlan(header.avatar_id, camera, options, smoothing)
 
-        The caller feeds `inbox` from its receiving side (another thread, or the ZMQ loop).
-        """
-        camera = camera_from_proto(header.camera if header.HasField("camera") else None)
-        options = RenderOptions.from_proto(header.options if header.HasField("options") else None)
-        smoothing = _smoothing(header.smoothing) if header.HasField("smoothing") else Smoothing()
-        self.service.get(header.avatar_id)  # NOT_FOUND before anything else
-        with self.sessions.slot(), self._fed(header.avatar_id, inbox):
+    def drive(self, plan: "DrivePlan", inbox: DriveInbox, client: str = "") -> Iterator[pb.DriveResponse]:
+        """DriveStarted, then one Frame per rendered motion (or a FrameError per refused
+        frame), then DriveStatus. The caller feeds `inbox` from its receiving side."""
+        with self.sessions.slot(client), self._fed(plan.avatar_id, inbox):
             started = time.perf_counter()
             yield pb.DriveResponse(header=pb.DriveStarted(
-                session_id=uuid.uuid4().hex[:12], avatar_id=header.avatar_id, width=camera.width,
-                height=camera.height, encoding=options.encoding, max_fps=self.limits.max_fps))
-            clock = [0.0]
+                session_id=uuid.uuid4().hex[:12], avatar_id=plan.avatar_id, width=plan.camera.width,
+                height=plan.camera.height, encoding=plan.options.encoding, max_fps=self.limits.max_fps))
+            smooth = plan.smoothing.filter()
             rendered = 0
-            motions = self._paced(inbox, header.avatar_id, clock)
-            for frame, out in self.service.drive(header.avatar_id, motions, camera, smoothing):
-                render_ms = (time.perf_counter() - clock[0]) * 1e3
+            for item, t0 in self._paced(inbox):
+                try:
+                    frame = self._motion(item, plan.avatar_id)
+                except AvatarError as error:  # e.g. no face in an image frame: report, go on
+                    item = Rejected(item.sequence, error)
+                if isinstance(item, Rejected):
+                    inbox.commit()
+                    yield pb.DriveResponse(error=pb.FrameError(
+                        sequence=item.sequence, code=item.error.code, message=item.error.message))
+                    continue
+                frame = smooth(frame)
+                out = self.service.render(plan.avatar_id, frame, plan.camera)
+                render_ms = (time.perf_counter() - t0) * 1e3
                 inbox.commit()
                 rendered += 1
-                self._tap(header.avatar_id, frame)
-                yield pb.DriveResponse(frame=frame_to_proto(out, options, frame.sequence,
+                self._tap(plan.avatar_id, frame)
+                yield pb.DriveResponse(frame=frame_to_proto(out, plan.options, frame.sequence,
                                                             frame.timecode, render_ms))
             yield pb.DriveResponse(status=pb.DriveStatus(
                 frames_received=inbox.received, frames_rendered=rendered,
-                frames_dropped=inbox.received - rendered, elapsed_s=time.perf_counter() - started))
+                frames_dropped=inbox.received - rendered - inbox.rejected,
+                elapsed_s=time.perf_counter() - started))
 
-    def _paced(self, inbox: DriveInbox, avatar_id: str, clock: list) -> Iterator[MotionFrame]:
-        """Latest frames from `inbox`, at most `max_fps` a second; image frames solved here."""
+    def _motion(self, item, avatar_id: str) -> MotionFrame:
+        if isinstance(item, _ImageMotion):
+            return self.service.solve_motion(item.image, avatar_id, item.sequence, item.timecode)
+        return item
+
+    def _paced(self, inbox: DriveInbox) -> Iterator[tuple]:
+        """(item, start time) from `inbox`, frames at most `max_fps` a second."""
         interval = 1.0 / self.limits.max_fps if self.limits.max_fps > 0 else 0.0
         next_start = 0.0
         while True:
@@ -284,11 +359,10 @@ class RuntimeHandlers:
             item = inbox.take()
             if item is None:
                 return
-            clock[0] = time.perf_counter()
-            next_start = clock[0] + interval
-            if isinstance(item, _ImageMotion):
-                item = self.service.solve_motion(item.image, avatar_id, item.sequence, item.timecode)
-            yield item
+            started = time.perf_counter()
+            if not isinstance(item, Rejected):
+                next_start = started + interval
+            yield item, started
 
     # -- motion from elsewhere, motion to elsewhere (engine_bridge/livelink.py) ----------------
     def add_frame_tap(self, tap: FrameTap) -> None:
@@ -327,7 +401,11 @@ class RuntimeHandlers:
                 log.exception("frame tap failed")
 
 
-def _smoothing(msg: pb.Smoothing) -> Smoothing:
-    default = Smoothing()
-    return Smoothing(bool(msg.enabled), float(msg.min_cutoff) or default.min_cutoff,
-                     float(msg.beta) or default.beta)
+@dataclass(frozen=True)
+class DrivePlan:
+    """A checked Drive header: what every frame of the session renders with."""
+
+    avatar_id: str
+    camera: Camera
+    options: RenderOptions
+    smoothing: Smoothing

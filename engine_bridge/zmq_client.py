@@ -15,55 +15,102 @@ import zmq
 
 from . import codec
 from .client import AvatarClient, BridgeError, SendWindow
+from .config import DEFAULT_MAX_MESSAGE_BYTES
 from .generated import pb
 
 RECV_HWM = 64
+# ZMTP heartbeats: a server that dies or hangs is noticed within ~1.5 s (docs/PROTOCOL.md).
+HEARTBEAT_IVL_MS, HEARTBEAT_TIMEOUT_MS, HEARTBEAT_TTL_MS = 500, 1500, 3000
+
+
+class _Link:
+    """A DEALER to the server with heartbeats, and a monitor that says when it dropped."""
+
+    def __init__(self, ctx: zmq.Context, endpoint: str, curve_server_key: bytes | None):
+        self.endpoint = endpoint
+        self.sock = ctx.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.RCVHWM, RECV_HWM)
+        self.sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
+        self.sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+        self.sock.setsockopt(zmq.HEARTBEAT_TTL, HEARTBEAT_TTL_MS)
+        if curve_server_key:
+            public, secret = zmq.curve_keypair()
+            self.sock.curve_serverkey = curve_server_key
+            self.sock.curve_publickey, self.sock.curve_secretkey = public, secret
+        self.monitor = self.sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        self.sock.connect(endpoint)
+
+    def forget_drops(self) -> None:
+        """Drops from before a request are history: libzmq reconnects by itself."""
+        while self.monitor.poll(0):
+            self.monitor.recv_multipart()
+
+    def raise_if_dropped(self) -> None:
+        if self.monitor.poll(0):
+            self.monitor.recv_multipart()
+            raise BridgeError("UNAVAILABLE", f"lost the connection to {self.endpoint}: the server "
+                              f"closed it or missed heartbeats for {HEARTBEAT_TIMEOUT_MS} ms")
+
+    def close(self) -> None:
+        try:
+            self.sock.disable_monitor()
+        except zmq.ZMQError:
+            pass
+        self.monitor.close(linger=0)
+        self.sock.close(linger=0)
 
 
 class ZmqClient(AvatarClient):
     """`ZmqClient("tcp://127.0.0.1:5555", token=..., curve_server_key=b"<z85 public key>")`."""
 
     def __init__(self, endpoint: str, token: str | None = None,
-                 curve_server_key: bytes | None = None, context: zmq.Context | None = None):
+                 curve_server_key: bytes | None = None, context: zmq.Context | None = None,
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES):
         self.endpoint = endpoint
         self.token = token
         self.curve_server_key = curve_server_key
+        self.max_message_bytes = max_message_bytes
         self._ctx = context or zmq.Context.instance()
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
-        self._socket = self._new_socket()
+        self._link = self._new_link()
 
-    def _new_socket(self) -> zmq.Socket:
-        sock = self._ctx.socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.RCVHWM, RECV_HWM)
-        if self.curve_server_key:
-            public, secret = zmq.curve_keypair()
-            sock.curve_serverkey = self.curve_server_key
-            sock.curve_publickey, sock.curve_secretkey = public, secret
-        sock.connect(self.endpoint)
-        return sock
+    def _new_link(self) -> _Link:
+        return _Link(self._ctx, self.endpoint, self.curve_server_key)
 
     def close(self) -> None:
         with self._lock:
-            self._socket.close(linger=0)
+            self._link.close()
 
     # -- plumbing -------------------------------------------------------------------------
     def _envelope(self, kind: str, request_id: int, body: dict) -> bytes:
         envelope: dict[str, Any] = {"kind": kind, "request_id": request_id, "body": body}
         if self.token is not None:
             envelope["token"] = self.token
-        return codec.pack(envelope)
+        payload = codec.pack(envelope)
+        if len(payload) > self.max_message_bytes:
+            raise BridgeError("RESOURCE_EXHAUSTED", f"the {kind} request is {len(payload)} bytes, "
+                              f"over max_message_bytes={self.max_message_bytes}; not sent")
+        return payload
 
     @staticmethod
-    def _recv(sock: zmq.Socket, request_id: int, timeout: float | None) -> dict:
+    def _recv(link: _Link, request_id: int, timeout: float | None) -> dict:
         """The next reply to `request_id` (replies to abandoned requests are skipped)."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        poller = zmq.Poller()
+        poller.register(link.sock, zmq.POLLIN)
+        poller.register(link.monitor, zmq.POLLIN)
         while True:
             wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not sock.poll(None if wait is None else int(wait * 1000)):
-                raise BridgeError("DEADLINE_EXCEEDED", f"no reply within {timeout:g} s")
-            reply = codec.unpack(sock.recv())
+            events = dict(poller.poll(None if wait is None else int(wait * 1000)))
+            if link.monitor in events and link.sock not in events:
+                link.raise_if_dropped()
+            if link.sock not in events:
+                if not events:
+                    raise BridgeError("DEADLINE_EXCEEDED", f"no reply within {timeout:g} s")
+                continue
+            reply = codec.unpack(link.sock.recv())
             if not isinstance(reply, dict) or reply.get("request_id") != request_id:
                 continue
             error = reply.get("error")
@@ -74,14 +121,16 @@ class ZmqClient(AvatarClient):
     def _call(self, kind: str, request, timeout) -> Iterator[dict]:
         with self._lock:
             request_id = next(self._ids)
-            self._socket.send(self._envelope(kind, request_id, codec.to_dict(request)))
+            self._link.forget_drops()
+            self._link.sock.send(self._envelope(kind, request_id, codec.to_dict(request)))
             while True:
-                reply = self._recv(self._socket, request_id, timeout)
+                reply = self._recv(self._link, request_id, timeout)
                 yield reply
                 if reply.get("last", True):
                     return
 
     def health(self, timeout: float = 5.0) -> str:
+        """'SERVING' or 'NOT_SERVING' (open: no token needed)."""
         for reply in self._call("Health", pb.ListAvatarsRequest(), timeout):
             return str(reply["body"]["status"])
         raise BridgeError("UNAVAILABLE", "no health reply")
@@ -99,19 +148,20 @@ class ZmqClient(AvatarClient):
                window: SendWindow | None, timeout) -> Iterator[pb.DriveResponse]:
         """A sender thread pulls `frames` (which may block: live sources) and hands them over
         an inproc pipe; this generator forwards them and yields the server's responses."""
-        sock = self._new_socket()
+        link = self._new_link()
         request_id = next(self._ids)
-        pipe = f"inproc://drive-{id(sock)}-{request_id}"
+        pipe = f"inproc://drive-{id(link)}-{request_id}"
         rx = self._ctx.socket(zmq.PAIR)
         rx.bind(pipe)
         sender = threading.Thread(target=self._send_frames, args=(pipe, request_id, frames, window),
                                   name="zmq-drive-sender", daemon=True)
         try:
-            sock.send(self._envelope("Drive", request_id, {"header": codec.to_dict(header)}))
-            yield self._response(self._recv(sock, request_id, timeout))
+            link.sock.send(self._envelope("Drive", request_id, {"header": codec.to_dict(header)}))
+            yield self._response(self._recv(link, request_id, timeout))
             sender.start()
             poller = zmq.Poller()
-            poller.register(sock, zmq.POLLIN)
+            poller.register(link.sock, zmq.POLLIN)
+            poller.register(link.monitor, zmq.POLLIN)
             poller.register(rx, zmq.POLLIN)
             while True:
                 events = dict(poller.poll(None if timeout is None else int(timeout * 1000)))
@@ -121,17 +171,19 @@ class ZmqClient(AvatarClient):
                     message = rx.recv()
                     if message.startswith(b"!"):
                         raise BridgeError("INVALID_ARGUMENT", message[1:].decode(errors="replace"))
-                    sock.send(message)
-                if sock in events:
-                    response = self._response(self._recv(sock, request_id, 0))
+                    link.sock.send(message)
+                if link.sock in events:
+                    response = self._response(self._recv(link, request_id, 0))
                     yield response
                     if response.HasField("status"):
                         return
+                elif link.monitor in events:
+                    link.raise_if_dropped()
         finally:
             if window is not None:
                 window.close()
             rx.close(linger=0)
-            sock.close(linger=0)
+            link.close()
 
     def _send_frames(self, pipe: str, request_id: int, frames: Iterable[pb.MotionFrame],
                      window: SendWindow | None) -> None:
@@ -144,6 +196,11 @@ class ZmqClient(AvatarClient):
                     return
                 tx.send(self._envelope("Drive", request_id, {"frame": codec.to_dict(frame)}))
             tx.send(self._envelope("Drive", request_id, {"end": {}}))
+        except BridgeError as error:  # a frame over the message cap: the stream cannot go on
+            try:
+                tx.send(b"!" + error.message.encode())
+            except zmq.ZMQError:
+                pass
         except zmq.ZMQError:
             pass  # the stream is over (closed by the consumer)
         except Exception as exc:  # noqa: BLE001 - the frame source failed: end the stream

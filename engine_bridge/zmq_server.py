@@ -1,18 +1,13 @@
 """ZeroMQ transport: one ROUTER socket, msgpack maps mirroring the proto messages.
 
-Request (DEALER, or REQ with its empty delimiter frame):
-
-    {"kind": "RenderFrame", "request_id": 7, "token": "...", "body": {RenderFrameRequest}}
-
-Replies carry the same kind and request_id, plus `"body"` (the response message) or
-`"error": {"code", "message"}`, and `"last": true` on the final reply of a call. Streaming
-calls (CreateAvatar, ExportMesh, Drive) send several replies. Drive mirrors gRPC: send a
-Drive request whose body is `{"header": {...}}`, then `{"frame": {...}}` requests (no reply
-each) and `{"end": {}}`, all with the same request_id; the server streams DriveResponse
-bodies (header, frames, status) back to the sending socket. Latest-wins: a frame not yet
-rendered is replaced by a newer one, and a frame the client is too slow to take (its socket
-queue is full) is dropped; both count in DriveStatus.frames_dropped. A "Health" request
-(no token needed) answers {"status": "SERVING"}.
+The wire format (envelope, streaming, Drive framing, errors, limits, heartbeats) is written
+down for client authors in docs/PROTOCOL.md; this module is its implementation. In short:
+requests `{"kind", "request_id", "token", "body"}`, replies `{"kind", "request_id", "body" or
+"error": {"code", "message"}, "last"}`. Streamed replies are flow-controlled, never dropped: a
+stream has at most `stream_window` replies between its producer and the socket, and a reply
+the peer's queue cannot take yet waits in a per-peer backlog (in order) until it can. Only
+Drive frames are droppable (latest-wins). A stream whose client reads nothing for
+`stall_timeout_s` ends with RESOURCE_EXHAUSTED.
 """
 
 from __future__ import annotations
@@ -32,11 +27,13 @@ from avatar_runtime.errors import AvatarError, InvalidArgument, LimitExceeded
 from avatar_runtime.service import AvatarService
 
 from . import codec
-from .config import BridgeLimits, Security, require_token_off_loopback
+from .config import BridgeLimits, Security, is_loopback, require_token_off_loopback
 from .generated import pb
-from .handlers import DriveInbox, RuntimeHandlers, internal_error
+from .handlers import DrivePlan, DriveInbox, RuntimeHandlers, internal_error
+from .ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
+bad_input_log = RateLimitedLog(log)
 ENVELOPE_KEYS = {"kind", "request_id", "token", "body"}
 # kind -> (request message, handler method, streams replies)
 CALLS: dict[str, tuple[type, str, bool]] = {
@@ -49,11 +46,29 @@ CALLS: dict[str, tuple[type, str, bool]] = {
     "ExportMesh": (pb.ExportMeshRequest, "export_mesh", True),
 }
 KINDS = (*CALLS, "Drive", "Health")
-SEND_HWM = 16  # replies queued per peer before frames are dropped (bounded memory)
+SEND_HWM = 16  # messages libzmq queues per peer; beyond it replies wait in our backlog
+MAX_BACKLOG = 1024  # replies waiting for one peer (streams are bounded by their window)
+HEARTBEAT_IVL_MS, HEARTBEAT_TIMEOUT_MS = 1000, 3000  # drop peers that stopped answering pings
+BACKLOG_POLL_MS = 5
 
 
 class _Unavailable(AvatarError):
     code = "UNAVAILABLE"
+
+
+class _Credit:
+    """Flow control of one streamed call: at most `window` replies in flight to the socket."""
+
+    def __init__(self, window: int):
+        self._free = threading.Semaphore(window)
+        self.peer_gone = False
+
+    def wait(self, timeout: float) -> bool:
+        """Room for one more reply; False after `timeout` s or once the peer is gone."""
+        return self._free.acquire(timeout=timeout) and not self.peer_gone
+
+    def release(self) -> None:
+        self._free.release()
 
 
 @dataclass
@@ -70,6 +85,8 @@ class _Outgoing:
     reply: dict | None
     session: _Session | None = None
     droppable: bool = False
+    credit: _Credit | None = None   # released once the reply leaves (or its peer is gone)
+    purge: _Credit | None = None    # drop this stream's replies still waiting (it failed)
     after: Callable[[], None] | None = field(default=None, repr=False)
 
 
@@ -80,6 +97,9 @@ class ZmqServer:
                  security: Security = Security(), workers: int = 8,
                  context: zmq.Context | None = None):
         require_token_off_loopback(endpoint, security)
+        if security.token and not security.curve_secret_key and not is_loopback(endpoint):
+            log.warning("ZeroMQ on %s: the token travels in clear text; add --curve-secret-key "
+                        "to encrypt the connection", endpoint)
         self.handlers = handlers
         self.security = security
         self.limits = handlers.limits
@@ -88,6 +108,8 @@ class ZmqServer:
         self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self._router.setsockopt(zmq.SNDHWM, SEND_HWM)
         self._router.setsockopt(zmq.LINGER, 0)
+        self._router.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
+        self._router.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
         # Hard cap: libzmq disconnects a peer sending more; up to it we answer RESOURCE_EXHAUSTED.
         self._router.setsockopt(zmq.MAXMSGSIZE, 2 * self.limits.max_message_bytes + 4096)
         if security.curve_secret_key:
@@ -102,6 +124,7 @@ class ZmqServer:
         self._wake_tx.connect(self._wake_addr)
         self._wake_lock = threading.Lock()
         self._outbox: deque[_Outgoing] = deque()
+        self._backlog: dict[bytes, deque[_Outgoing]] = {}  # loop thread only
         self._sessions: dict[tuple, _Session] = {}
         self._sessions_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="zmq-call")
@@ -127,7 +150,7 @@ class ZmqServer:
         with self._sessions_lock:
             for session in self._sessions.values():
                 session.inbox.cancel()
-        while self._outbox and time.monotonic() < deadline:
+        while (self._outbox or self._backlog) and time.monotonic() < deadline:
             time.sleep(0.01)
         self._closed.set()
         self._wake()
@@ -147,10 +170,11 @@ class ZmqServer:
         poller.register(self._wake_rx, zmq.POLLIN)
         try:
             while not self._closed.is_set():
-                events = dict(poller.poll(1000))
+                events = dict(poller.poll(BACKLOG_POLL_MS if self._backlog else 1000))
                 if self._wake_rx in events:
                     while self._wake_rx.poll(0):
                         self._wake_rx.recv()
+                self._retry_backlog()
                 self._flush()
                 if self._router in events:
                     for _ in range(64):  # bounded batch so replies keep flowing
@@ -174,25 +198,71 @@ class ZmqServer:
                 out.after()
 
     def _send(self, out: _Outgoing) -> None:
+        """Send now, or queue behind the peer's backlog (drive frames are dropped instead)."""
+        peer = out.route[0]
+        waiting = self._backlog.get(peer)
+        if out.purge is not None and waiting:
+            for stale in [o for o in waiting if o.credit is out.purge]:
+                waiting.remove(stale)
+                stale.credit.release()
+        if not waiting and self._try_send(out):
+            return
+        if out.droppable:
+            if out.session is not None:
+                out.session.output_dropped += 1
+            return
+        waiting = self._backlog.setdefault(peer, deque())
+        if len(waiting) >= MAX_BACKLOG:
+            bad_input_log.warning("a peer has %d replies waiting and reads none; dropping a reply",
+                                  len(waiting))
+            return
+        waiting.append(out)
+
+    def _retry_backlog(self) -> None:
+        for peer in list(self._backlog):
+            waiting = self._backlog[peer]
+            while waiting and self._try_send(waiting[0]):
+                waiting.popleft()
+            if not waiting:
+                del self._backlog[peer]
+
+    def _try_send(self, out: _Outgoing) -> bool:
+        """True once the reply is handed to libzmq (or can never be: its peer is gone)."""
         session = out.session
-        if session is not None and "status" in (out.reply.get("body") or {}):
-            status = out.reply["body"]["status"]
+        reply = out.reply
+        if session is not None and "status" in (reply.get("body") or {}):
+            status = dict(reply["body"]["status"])
             status["frames_dropped"] += session.output_dropped
             status["frames_rendered"] -= session.output_dropped
+            reply = {**reply, "body": {"status": status}}
+        payload = codec.pack(reply)
+        if len(payload) > self.limits.max_message_bytes:  # a backstop: requests are checked first
+            payload = codec.pack(_error_map(reply.get("kind"), reply.get("request_id"), LimitExceeded(
+                f"the reply is {len(payload)} bytes, over max_message_bytes="
+                f"{self.limits.max_message_bytes}")))
         try:
-            payload = codec.pack(out.reply)
             self._router.send_multipart([*out.route, payload], zmq.NOBLOCK, copy=False)
         except zmq.Again:
-            if out.droppable and session is not None:
-                session.output_dropped += 1
-            else:
-                log.warning("dropping a reply to a peer that is not reading")
+            return False
         except zmq.ZMQError as exc:
             if exc.errno == zmq.EHOSTUNREACH:  # the peer disconnected
-                if session is not None:
-                    session.inbox.cancel()
+                self._peer_gone(out.route[0], out)
             else:
                 log.warning("send failed: %s", exc)
+        if out.credit is not None:
+            out.credit.release()
+        return True
+
+    def _peer_gone(self, peer: bytes, out: _Outgoing) -> None:
+        for item in (out, *self._backlog.pop(peer, ())):
+            if item.credit is not None:
+                item.credit.peer_gone = True
+                if item is not out:
+                    item.credit.release()
+        with self._sessions_lock:
+            gone = [s for key, s in self._sessions.items() if key[0] == peer]
+        for session in gone:
+            session.inbox.cancel()
 
     # -- requests ----------------------------------------------------------------------
     def _on_message(self, parts: list[bytes]) -> None:
@@ -213,14 +283,19 @@ class ZmqServer:
                 raise LimitExceeded(f"request is {len(payload)} bytes; the limit is "
                                     f"{self.limits.max_message_bytes} (max_message_bytes)")
             kind, body = self._check_envelope(envelope)
-            ongoing_drive = kind == "Drive" and isinstance(body, dict) and "header" not in body
-            if self._stopping.is_set() and kind != "Health" and not ongoing_drive:
+            if kind == "Drive":
+                self._on_drive(route, request_id, body)
+                return
+            if self._stopping.is_set() and kind != "Health":
                 raise _Unavailable("the server is shutting down; no new calls are accepted")
             self._dispatch(route, kind, request_id, body)
         except AvatarError as error:
-            self._reply(route, kind if isinstance(kind, str) else None, request_id, error=error)
+            bad_input_log.warning("ZeroMQ request refused: %s %s", error.code, error.message[:200])
+            self._reply(route, kind if isinstance(kind, str) else None,
+                        request_id if _valid_id(request_id) else None, error=error)
         except Exception as exc:  # noqa: BLE001
-            self._reply(route, None, request_id, error=internal_error(exc))
+            self._reply(route, None, request_id if _valid_id(request_id) else None,
+                        error=internal_error(exc))
 
     def _check_envelope(self, envelope: Any) -> tuple[str, Any]:
         if not isinstance(envelope, dict):
@@ -232,8 +307,7 @@ class ZmqServer:
         kind = envelope.get("kind")
         if kind not in KINDS:
             raise InvalidArgument(f"unknown request kind {kind!r}; kinds: {', '.join(KINDS)}")
-        request_id = envelope.get("request_id")
-        if isinstance(request_id, bool) or not isinstance(request_id, (int, str, type(None))):
+        if not _valid_id(envelope.get("request_id")):
             raise InvalidArgument("request_id must be an integer or a string")
         token = envelope.get("token")
         if token is not None and not isinstance(token, str):
@@ -246,17 +320,17 @@ class ZmqServer:
         if kind == "Health":
             status = "NOT_SERVING" if self._stopping.is_set() else "SERVING"
             self._reply(route, kind, request_id, body={"status": status})
-        elif kind == "Drive":
-            self._on_drive(route, request_id, codec.from_dict(pb.DriveRequest, body, "body"))
-        else:
-            cls, method, streams = CALLS[kind]
-            request = codec.from_dict(cls, body, "body")
-            future = self._pool.submit(self._call, route, kind, request_id, method, request, streams)
-            self._inflight.add(future)
-            future.add_done_callback(self._inflight.discard)
+            return
+        cls, method, streams = CALLS[kind]
+        request = codec.from_dict(cls, body, "body")
+        future = self._pool.submit(self._call, route, kind, request_id, method, request, streams)
+        self._inflight.add(future)
+        future.add_done_callback(self._inflight.discard)
 
     def _call(self, route, kind, request_id, method: str, request, streams: bool) -> None:
-        """Worker thread: run one handler, post its reply (or replies)."""
+        """Worker thread: run one handler, post its reply (or replies, flow-controlled)."""
+        credit = _Credit(self.limits.stream_window) if streams else None
+        result = None
         try:
             result = getattr(self.handlers, method)(request)
             if not streams:
@@ -265,48 +339,76 @@ class ZmqServer:
             previous = None
             for message in result:
                 if previous is not None:
-                    self._post(_Outgoing(route, _reply_map(kind, request_id, previous, last=False)))
+                    self._post_streamed(route, _reply_map(kind, request_id, previous, last=False), credit)
                 previous = codec.to_dict(message)
-            self._post(_Outgoing(route, _reply_map(kind, request_id, previous or {})))
+            self._post_streamed(route, _reply_map(kind, request_id, previous or {}), credit)
+        except _PeerGone:
+            pass  # nobody to tell
         except AvatarError as error:
-            self._post(_Outgoing(route, _error_map(kind, request_id, error)))
+            self._post(_Outgoing(route, _error_map(kind, request_id, error), purge=credit))
         except Exception as exc:  # noqa: BLE001
-            self._post(_Outgoing(route, _error_map(kind, request_id, internal_error(exc))))
+            self._post(_Outgoing(route, _error_map(kind, request_id, internal_error(exc)), purge=credit))
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+
+    def _post_streamed(self, route: list[bytes], reply: dict, credit: _Credit) -> None:
+        """Queue one reply of a stream once its window has room (the client is reading)."""
+        timeout = self.limits.stall_timeout_s
+        if not credit.wait(timeout):
+            if credit.peer_gone:
+                raise _PeerGone()
+            raise LimitExceeded(f"the client read no reply of this stream for {timeout:g} s "
+                                f"(stall_timeout_s); the stream is ended")
+        self._post(_Outgoing(route, reply, credit=credit))
 
     # -- drive -------------------------------------------------------------------------
-    def _on_drive(self, route: list[bytes], request_id: Any, request: pb.DriveRequest) -> None:
-        key = (tuple(route), request_id)
-        kind = request.WhichOneof("kind")
-        if kind is None:
-            raise InvalidArgument("a Drive request body needs one of header, frame, end")
+    def _on_drive(self, route: list[bytes], request_id: Any, body: Any) -> None:
+        """A header opens a session; within one, nothing but `end` (or a fatal error) ends it:
+        a bad frame or a second header is a per-frame FrameError and the session goes on."""
+        key = (route[0], request_id)
         with self._sessions_lock:
             session = self._sessions.get(key)
-        if kind == "header":
-            if session is not None:
-                raise InvalidArgument(f"drive session {request_id!r} already has a header")
-            session = _Session(route, request_id, DriveInbox(self.limits.idle_timeout_s))
-            with self._sessions_lock:
-                self._sessions[key] = session
-            thread = threading.Thread(target=self._run_drive, args=(key, session, request.header),
-                                      name="zmq-drive", daemon=True)
-            self._drive_threads.add(thread)
-            thread.start()
-            return
         if session is None:
-            raise InvalidArgument(f"no drive session with request_id {request_id!r} from this "
-                                  "socket; send a Drive request with a header first")
-        if kind == "frame":
-            try:
-                session.inbox.put(request.frame)
-            except AvatarError as error:
-                session.inbox.fail(error)
-        else:
-            session.inbox.end()
-
-    def _run_drive(self, key: tuple, session: _Session, header: pb.DriveHeader) -> None:
-        route, request_id = session.route, session.request_id
+            request = codec.from_dict(pb.DriveRequest, body, "body")
+            if request.WhichOneof("kind") != "header":
+                raise InvalidArgument(f"no drive session with request_id {request_id!r} from this "
+                                      "socket; send a Drive request with a header first")
+            if self._stopping.is_set():
+                raise _Unavailable("the server is shutting down; no new calls are accepted")
+            plan = self.handlers.start_drive(request.header)
+            self._open_drive(key, route, request_id, plan)
+            return
         try:
-            for response in self.handlers.drive(header, session.inbox):
+            request = codec.from_dict(pb.DriveRequest, body, "body")
+        except AvatarError as error:
+            session.inbox.reject(0, error)
+            return
+        kind = request.WhichOneof("kind")
+        if kind == "frame":
+            session.inbox.put(request.frame)
+        elif kind == "end":
+            session.inbox.end()
+        else:
+            what = "a second header" if kind == "header" else "a Drive request with nothing set"
+            session.inbox.reject(0, InvalidArgument(
+                f"{what} in an open drive session; send frames, then end"))
+
+    def _open_drive(self, key: tuple, route: list[bytes], request_id: Any, plan: DrivePlan) -> None:
+        session = _Session(route, request_id, DriveInbox(self.limits.idle_timeout_s))
+        with self._sessions_lock:
+            self._sessions[key] = session
+        thread = threading.Thread(target=self._run_drive, args=(key, session, plan),
+                                  name="zmq-drive", daemon=True)
+        self._drive_threads.add(thread)
+        thread.start()
+
+    def _run_drive(self, key: tuple, session: _Session, plan: DrivePlan) -> None:
+        route, request_id = session.route, session.request_id
+        client = route[0].hex()
+        try:
+            for response in self.handlers.drive(plan, session.inbox, client):
                 kind = response.WhichOneof("kind")
                 self._post(_Outgoing(route, _reply_map("Drive", request_id, codec.to_dict(response),
                                                        last=kind == "status"),
@@ -338,9 +440,17 @@ class ZmqServer:
                 pass  # the loop is already awake (or closed)
 
     def _reply(self, route, kind, request_id, body=None, error: AvatarError | None = None) -> None:
-        """From the loop thread: send one reply now."""
+        """From the loop thread: send one reply now (or behind the peer's backlog)."""
         reply = _error_map(kind, request_id, error) if error else _reply_map(kind, request_id, body)
         self._send(_Outgoing(route, reply))
+
+
+class _PeerGone(Exception):
+    """The peer of a stream disconnected: stop producing."""
+
+
+def _valid_id(request_id: Any) -> bool:
+    return not isinstance(request_id, bool) and isinstance(request_id, (int, str, type(None)))
 
 
 def _reply_map(kind: str | None, request_id: Any, body: dict, last: bool = True) -> dict:

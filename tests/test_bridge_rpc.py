@@ -62,10 +62,21 @@ def test_health(client):
 
 def test_create_streams_progress_and_is_idempotent(client, astronaut_png, astronaut_id):
     stages = []
-    summary = client.create_avatar(astronaut_png, progress=lambda s, f: stages.append((s, f)))
+    summary = client.create_avatar(astronaut_png, name="astronaut",
+                                   progress=lambda s, f: stages.append((s, f)))
     assert summary["id"] == astronaut_id and summary["reconstructor"] == "fit"
+    assert summary["name"] == "astronaut"
     assert stages and all(0.0 <= f <= 1.0 for _, f in stages)
     assert isinstance(summary["meta"], dict) and summary["meta"]["faces_found"] == 1
+
+
+def test_same_photo_under_another_name_is_another_avatar(client, astronaut_png, astronaut_id):
+    """Documented in docs/PROTOCOL.md: the name is part of the id; nothing is renamed."""
+    other = client.create_avatar(astronaut_png, name="cosmonaut")
+    assert other["id"] != astronaut_id and other["name"] == "cosmonaut"
+    assert client.get_avatar(astronaut_id)["name"] == "astronaut"
+    assert client.create_avatar(astronaut_png, name="cosmonaut")["id"] == other["id"]
+    client.delete_avatar(other["id"])
 
 
 def test_get_and_list(client, service, astronaut_id):
@@ -192,13 +203,20 @@ def test_drive_solves_image_frames(client, astronaut_png, astronaut_id):
 
 
 def test_drive_errors(client, astronaut_id):
+    """Header problems end the stream; a bad frame is a FrameError and the session goes on."""
     assert code_of(lambda: list(client.drive("0123456789abcdef", [motion(0)], CAMERA))) == "NOT_FOUND"
-    bad = [motion(0), pb.MotionFrame(arkit=[0.1] * 7, sequence=1)]
-    assert code_of(lambda: list(client.drive(astronaut_id, bad, CAMERA, window=1))) == "INVALID_ARGUMENT"
-    landmarks = [pb.MotionFrame(landmarks=pb.Landmarks(xyz=[0.0] * 3))]
-    assert code_of(lambda: list(client.drive(astronaut_id, landmarks, CAMERA))) == "UNIMPLEMENTED"
     huge = Camera.orbit(width=5000, height=5000)
     assert code_of(lambda: list(client.drive(astronaut_id, [motion(0)], huge))) == "RESOURCE_EXHAUSTED"
+    frames = [motion(0), pb.MotionFrame(arkit=[0.1] * 7, sequence=1),
+              pb.MotionFrame(landmarks=pb.Landmarks(xyz=[0.0] * 3), sequence=2),
+              pb.MotionFrame(arkit=[float("nan")] * 52, sequence=3), motion(4)]
+    stream = client.drive(astronaut_id, frames, CAMERA, window=1)
+    assert [f.sequence for f in stream] == [0, 4]
+    refused = {e.sequence: e for e in stream.frame_errors}
+    assert sorted(refused) == [1, 2, 3] and stream.status["frames_rendered"] == 2
+    assert refused[1].code == "INVALID_ARGUMENT" and "52" in refused[1].message
+    assert refused[2].code == "UNIMPLEMENTED"
+    assert refused[3].code == "INVALID_ARGUMENT" and "finite" in refused[3].message.lower()
 
 
 def test_drive_empty_stream(client, astronaut_id):

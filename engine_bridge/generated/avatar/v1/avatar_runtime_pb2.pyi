@@ -233,6 +233,16 @@ class DriveStarted(_message.Message):
     max_fps: float
     def __init__(self, session_id: _Optional[str] = ..., avatar_id: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., encoding: _Optional[_Union[Encoding, str]] = ..., max_fps: _Optional[float] = ...) -> None: ...
 
+class FrameError(_message.Message):
+    __slots__ = ("sequence", "code", "message")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    code: str
+    message: str
+    def __init__(self, sequence: _Optional[int] = ..., code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
 class DriveStatus(_message.Message):
     __slots__ = ("frames_received", "frames_rendered", "frames_dropped", "elapsed_s")
     FRAMES_RECEIVED_FIELD_NUMBER: _ClassVar[int]
@@ -246,14 +256,16 @@ class DriveStatus(_message.Message):
     def __init__(self, frames_received: _Optional[int] = ..., frames_rendered: _Optional[int] = ..., frames_dropped: _Optional[int] = ..., elapsed_s: _Optional[float] = ...) -> None: ...
 
 class DriveResponse(_message.Message):
-    __slots__ = ("header", "frame", "status")
+    __slots__ = ("header", "frame", "status", "error")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     FRAME_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
     header: DriveStarted
     frame: Frame
     status: DriveStatus
-    def __init__(self, header: _Optional[_Union[DriveStarted, _Mapping]] = ..., frame: _Optional[_Union[Frame, _Mapping]] = ..., status: _Optional[_Union[DriveStatus, _Mapping]] = ...) -> None: ...
+    error: FrameError
+    def __init__(self, header: _Optional[_Union[DriveStarted, _Mapping]] = ..., frame: _Optional[_Union[Frame, _Mapping]] = ..., status: _Optional[_Union[DriveStatus, _Mapping]] = ..., error: _Optional[_Union[FrameError, _Mapping]] = ...) -> None: ...
 
 class SolveMotionRequest(_message.Message):
     __slots__ = ("image", "avatar_id", "sequence", "timecode")
@@ -282,15 +294,19 @@ class ExportMeshRequest(_message.Message):
     def __init__(self, avatar_id: _Optional[str] = ..., motion: _Optional[_Union[MotionFrame, _Mapping]] = ..., chunk_bytes: _Optional[int] = ..., format: _Optional[str] = ..., source: _Optional[str] = ...) -> None: ...
 
 class MeshChunk(_message.Message):
-    __slots__ = ("data", "offset", "total_bytes", "mime_type", "file_name")
+    __slots__ = ("data", "offset", "total_bytes", "mime_type", "file_name", "sha256", "last")
     DATA_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
     MIME_TYPE_FIELD_NUMBER: _ClassVar[int]
     FILE_NAME_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    LAST_FIELD_NUMBER: _ClassVar[int]
     data: bytes
     offset: int
     total_bytes: int
     mime_type: str
     file_name: str
-    def __init__(self, data: _Optional[bytes] = ..., offset: _Optional[int] = ..., total_bytes: _Optional[int] = ..., mime_type: _Optional[str] = ..., file_name: _Optional[str] = ...) -> None: ...
+    sha256: str
+    last: bool
+    def __init__(self, data: _Optional[bytes] = ..., offset: _Optional[int] = ..., total_bytes: _Optional[int] = ..., mime_type: _Optional[str] = ..., file_name: _Optional[str] = ..., sha256: _Optional[str] = ..., last: bool = ...) -> None: ...

@@ -110,7 +110,7 @@ class AvatarRuntimeServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def ExportMesh(self, request, context):
-        """glTF 2.0 binary in chunks.
+        """Mesh files in chunks (glb, or obj + mtl + png, or ply); each file ends with its sha256.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
