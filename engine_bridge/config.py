@@ -37,8 +37,9 @@ class BridgeLimits:
     """Drive sessions open at once, over both transports together."""
     max_drive_sessions_per_client: int = 8
     """Drive sessions one client (a gRPC connection, a ZeroMQ socket) may hold at once."""
-    max_pending_headers: int = 64
-    """gRPC Drive streams opened but still waiting for their header, all clients together."""
+    max_pending_headers: int = 256
+    """gRPC Drive streams opened but still waiting for their header, all clients together
+    (each costs no thread, only memory; per client the cap is max_drive_sessions_per_client)."""
     max_fps: float = 0.0
     """Frames per second one drive session may render; 0 = no cap."""
     header_timeout_s: float = 10.0

@@ -166,8 +166,7 @@ class AvatarRuntimeServicer:
         inbox = DriveInbox(self.limits.idle_timeout_s)
         reader = None
         try:
-            requests = requests.__aiter__()
-            header = await self._await_header(requests, client)
+            header, requests = await self._await_header(requests, client)
             plan = await asyncio.get_running_loop().run_in_executor(
                 self._pool, self.handlers.start_drive, header)
             reader = asyncio.ensure_future(_read_frames(requests, inbox))
@@ -182,7 +181,8 @@ class AvatarRuntimeServicer:
             if reader is not None:
                 reader.cancel()
 
-    async def _await_header(self, requests: AsyncIterator, client: str) -> pb.DriveHeader:
+    async def _await_header(self, requests: AsyncIterator, client: str) -> tuple[pb.DriveHeader, AsyncIterator]:
+        """The header and the iterator of what follows; caps checked before reading anything."""
         limits = self.limits
         if self._pending_headers >= limits.max_pending_headers:
             raise LimitExceeded(f"{self._pending_headers} Drive streams are waiting for their header "
@@ -194,6 +194,7 @@ class AvatarRuntimeServicer:
                                 f"{limits.max_drive_sessions_per_client})")
         self._pending_headers += 1
         self._pending_by_client[client] = held + 1
+        requests = requests.__aiter__()
         try:
             first = await asyncio.wait_for(requests.__anext__(), limits.header_timeout_s)
         except asyncio.TimeoutError:
@@ -211,7 +212,7 @@ class AvatarRuntimeServicer:
         if first.WhichOneof("kind") != "header":
             got = first.WhichOneof("kind") or "an empty message"
             raise InvalidArgument(f"the first Drive message must be a header, got {got}")
-        return first.header
+        return first.header, requests
 
 
 async def _read_frames(requests: AsyncIterator, inbox: DriveInbox) -> None:
@@ -294,19 +295,33 @@ def _refusing(handler: grpc.RpcMethodHandler, error: AvatarError) -> grpc.RpcMet
                    response_serializer=handler.response_serializer)
 
 
+_loop_lock = threading.Lock()
+_shared_loop: asyncio.AbstractEventLoop | None = None
+
+
+def _event_loop() -> asyncio.AbstractEventLoop:
+    """The process's one loop thread for gRPC servers: grpc.aio binds its completion queue to
+    every loop that uses it, and several loops in one process wake (and trip) each other."""
+    global _shared_loop
+    with _loop_lock:
+        if _shared_loop is None:
+            _shared_loop = asyncio.new_event_loop()
+            threading.Thread(target=_shared_loop.run_forever, name="grpc-loop", daemon=True).start()
+        return _shared_loop
+
+
 class GrpcServer:
-    """A grpc.aio server on its own event-loop thread, started and stopped from sync code."""
+    """A grpc.aio server on the shared event-loop thread, started and stopped from sync code."""
 
     def __init__(self, handlers: RuntimeHandlers, address: str, security: Security, workers: int):
         self.handlers = handlers
         self._pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="grpc")
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="grpc-loop", daemon=True)
-        self._thread.start()
+        self._loop = _event_loop()
+        self._stopped = False
         try:
             self.port = self._run(self._build(address, security))
         except BaseException:
-            self._close_loop()
+            self._pool.shutdown(wait=False)
             raise
 
     def _run(self, coroutine, timeout: float | None = None):
@@ -343,16 +358,11 @@ class GrpcServer:
 
     def stop(self, grace: float = 10.0) -> None:
         """Readiness NOT_SERVING, refuse new calls, let in-flight calls finish, then close."""
-        if self._loop.is_closed():
+        if self._stopped:
             return
+        self._stopped = True
         self._run(self.health_servicer.enter_graceful_shutdown())
         self._run(self._server.stop(grace))
-        self._close_loop()
-
-    def _close_loop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5.0)
-        self._loop.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 

@@ -12,6 +12,7 @@ import time
 from typing import Any, Iterable, Iterator
 
 import zmq
+from zmq.utils.monitor import parse_monitor_message
 
 from . import codec
 from .client import AvatarClient, BridgeError, SendWindow
@@ -20,14 +21,21 @@ from .generated import pb
 
 RECV_HWM = 64
 # ZMTP heartbeats: a server that dies or hangs is noticed within ~1.5 s (docs/PROTOCOL.md).
-HEARTBEAT_IVL_MS, HEARTBEAT_TIMEOUT_MS, HEARTBEAT_TTL_MS = 500, 1500, 3000
+HEARTBEAT_IVL_MS, HEARTBEAT_TIMEOUT_MS, HEARTBEAT_TTL_MS = 300, 1200, 3000
 
 
 class _Link:
-    """A DEALER to the server with heartbeats, and a monitor that says when it dropped."""
+    """A DEALER to the server with heartbeats, and a monitor that tracks whether it is up.
+
+    `up` is None until the first handshake, then True / False as the connection comes and
+    goes (libzmq reconnects by itself). A call fails with UNAVAILABLE when the connection
+    drops while it waits, or when it is down and does not come back within the heartbeat
+    timeout.
+    """
 
     def __init__(self, ctx: zmq.Context, endpoint: str, curve_server_key: bytes | None):
         self.endpoint = endpoint
+        self.up: bool | None = None
         self.sock = ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.RCVHWM, RECV_HWM)
@@ -38,19 +46,20 @@ class _Link:
             public, secret = zmq.curve_keypair()
             self.sock.curve_serverkey = curve_server_key
             self.sock.curve_publickey, self.sock.curve_secretkey = public, secret
-        self.monitor = self.sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        self.monitor = self.sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED)
         self.sock.connect(endpoint)
 
-    def forget_drops(self) -> None:
-        """Drops from before a request are history: libzmq reconnects by itself."""
+    def update(self) -> bool:
+        """Read pending monitor events; True if the connection dropped among them."""
+        dropped = False
         while self.monitor.poll(0):
-            self.monitor.recv_multipart()
+            event = parse_monitor_message(self.monitor.recv_multipart())["event"]
+            self.up = event == zmq.EVENT_HANDSHAKE_SUCCEEDED
+            dropped |= event == zmq.EVENT_DISCONNECTED
+        return dropped
 
-    def raise_if_dropped(self) -> None:
-        if self.monitor.poll(0):
-            self.monitor.recv_multipart()
-            raise BridgeError("UNAVAILABLE", f"lost the connection to {self.endpoint}: the server "
-                              f"closed it or missed heartbeats for {HEARTBEAT_TIMEOUT_MS} ms")
+    def lost(self, detail: str) -> BridgeError:
+        return BridgeError("UNAVAILABLE", f"lost the connection to {self.endpoint}: {detail}")
 
     def close(self) -> None:
         try:
@@ -97,31 +106,38 @@ class ZmqClient(AvatarClient):
     @staticmethod
     def _recv(link: _Link, request_id: int, timeout: float | None) -> dict:
         """The next reply to `request_id` (replies to abandoned requests are skipped)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        now = time.monotonic()
+        deadline = None if timeout is None else now + timeout
+        down_since = now if link.up is False else None
         poller = zmq.Poller()
         poller.register(link.sock, zmq.POLLIN)
         poller.register(link.monitor, zmq.POLLIN)
         while True:
             wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if down_since is not None:  # wake up to give up on a connection that stays down
+                wait = min(wait if wait is not None else 1.0, 0.1)
             events = dict(poller.poll(None if wait is None else int(wait * 1000)))
-            if link.monitor in events and link.sock not in events:
-                link.raise_if_dropped()
-            if link.sock not in events:
-                if not events:
-                    raise BridgeError("DEADLINE_EXCEEDED", f"no reply within {timeout:g} s")
-                continue
-            reply = codec.unpack(link.sock.recv())
-            if not isinstance(reply, dict) or reply.get("request_id") != request_id:
-                continue
-            error = reply.get("error")
-            if error:
-                raise BridgeError(str(error.get("code", "UNKNOWN")), str(error.get("message", "")))
-            return reply
+            if link.monitor in events and link.update():
+                raise link.lost(f"the server closed it or missed heartbeats for {HEARTBEAT_TIMEOUT_MS} ms")
+            if link.up:
+                down_since = None
+            elif down_since is not None and time.monotonic() - down_since > HEARTBEAT_TIMEOUT_MS / 1000:
+                raise link.lost(f"it is down and did not come back within {HEARTBEAT_TIMEOUT_MS} ms")
+            if link.sock in events:
+                reply = codec.unpack(link.sock.recv())
+                if not isinstance(reply, dict) or reply.get("request_id") != request_id:
+                    continue
+                error = reply.get("error")
+                if error:
+                    raise BridgeError(str(error.get("code", "UNKNOWN")), str(error.get("message", "")))
+                return reply
+            if deadline is not None and time.monotonic() >= deadline:
+                raise BridgeError("DEADLINE_EXCEEDED", f"no reply within {timeout:g} s")
 
     def _call(self, kind: str, request, timeout) -> Iterator[dict]:
         with self._lock:
             request_id = next(self._ids)
-            self._link.forget_drops()
+            self._link.update()  # drops before this call are history, but `up` tells the state
             self._link.sock.send(self._envelope(kind, request_id, codec.to_dict(request)))
             while True:
                 reply = self._recv(self._link, request_id, timeout)
@@ -177,8 +193,9 @@ class ZmqClient(AvatarClient):
                     yield response
                     if response.HasField("status"):
                         return
-                elif link.monitor in events:
-                    link.raise_if_dropped()
+                elif link.monitor in events and link.update():
+                    raise link.lost(f"the server closed it or missed heartbeats for "
+                                    f"{HEARTBEAT_TIMEOUT_MS} ms")
         finally:
             if window is not None:
                 window.close()
