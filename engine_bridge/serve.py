@@ -3,7 +3,8 @@
     avatar-runtime serve --grpc 127.0.0.1:50051 --zmq tcp://127.0.0.1:5555 --data-dir DIR
 
 Port 0 picks a free port. Once both servers listen, the first line of stdout names the
-bound addresses (`grpc=127.0.0.1:40123 zmq=tcp://127.0.0.1:40124`); logs go to stderr.
+bound addresses (`grpc=127.0.0.1:40123 zmq=tcp://127.0.0.1:40124`, plus `curve=<public key>`
+with CURVE on); logs go to stderr.
 SIGTERM / SIGINT: readiness goes NOT_SERVING, new calls are refused, in-flight calls finish
 (up to --grace seconds), then the process exits 0.
 """
@@ -113,6 +114,10 @@ def run(args: argparse.Namespace) -> int:
             zserver.start()
             servers.append(zserver.stop)
             bound.append(f"zmq={endpoint}")
+            if security.curve_secret_key:  # what clients need as their curve_serverkey
+                import zmq
+
+                bound.append(f"curve={zmq.curve_public(security.curve_secret_key).decode()}")
         livelink_stops, livelink_bound = livelink.start(handlers, args)
         servers.extend(livelink_stops)
         bound.extend(livelink_bound)
