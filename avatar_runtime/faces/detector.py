@@ -1,4 +1,5 @@
-"""MediaPipe face mesh (478 landmarks incl. irises) and selfie segmentation (alpha matte)."""
+"""MediaPipe face mesh (478 landmarks incl. irises), selfie segmentation (alpha matte) and
+hand landmarks (21 per hand: what may cover the face)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ class FaceAnalyzer:
         self._lock = threading.Lock()
         self._mesh = None
         self._segmenter = None
+        self._hands = None
         self._warm: set[str] = set()
 
     def _graphs(self):
@@ -44,11 +46,14 @@ class FaceAnalyzer:
                 static_image_mode=True, max_num_faces=self._max_faces, refine_landmarks=True,
                 min_detection_confidence=0.5)
             self._segmenter = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
+            self._hands = mp.solutions.hands.Hands(static_image_mode=True, max_num_hands=2,
+                                                   model_complexity=0, min_detection_confidence=0.5)
             # The graphs open their models on worker threads, logging as they go: one run
             # each waits for that inside the quiet block.
             blank = np.zeros((64, 64, 3), np.uint8)
             self._mesh.process(blank)
             self._segmenter.process(blank)
+            self._hands.process(blank)
 
     def _run(self, name: str, graph, rgb: np.ndarray, warmed=lambda result: True):
         """graph.process(rgb) under the lock, quieted until `warmed(result)`: the face
@@ -83,6 +88,15 @@ class FaceAnalyzer:
                    float(pts[:, 0].max()), float(pts[:, 1].max()))
             faces.append((pts, box))
         return faces
+
+    def hands(self, rgb: np.ndarray) -> list[np.ndarray]:
+        """[21, 2] pixel landmarks (MediaPipe's hand order: wrist, then thumb to little
+        finger, base to tip) of each hand found, at most two."""
+        h, w = rgb.shape[:2]
+        self._graphs()
+        result = self._run("hands", self._hands, rgb, lambda r: bool(r.multi_hand_landmarks))
+        return [np.array([(p.x * w, p.y * h) for p in hand.landmark], np.float32)
+                for hand in result.multi_hand_landmarks or []]
 
     def matte(self, rgb: np.ndarray) -> np.ndarray:
         """Person matte [H, W] float32 in [0, 1]."""

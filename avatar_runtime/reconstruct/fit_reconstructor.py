@@ -9,8 +9,10 @@ from typing import Callable
 import numpy as np
 
 from ..avatar import Avatar
+from ..faces.bands import content_mask, find_bands
 from ..faces.detector import FaceAnalyzer
 from ..faces.image import fit_within
+from ..faces.occluders import hands_mask
 from ..head.landmarks import LandmarkEmbedding, load_landmark_embedding
 from ..head.model import HeadModel, load_head_model
 from ..motion.response import GREY, measure_view_bias
@@ -51,7 +53,12 @@ class FitReconstructor:
         if face.num_faces > 1:
             log.info("%d faces found; using the largest (box %s)", face.num_faces,
                      tuple(round(v) for v in face.box))
-        matte = self.analyzer.matte(rgb)
+        bands = find_bands(rgb)
+        hands = self.analyzer.hands(rgb)
+        # Only the person, inside the image, off letterbox bands and not behind a hand
+        # counts as seen; the rest is filled (mirror twin, then tone fill).
+        matte = (self.analyzer.matte(rgb) * content_mask(rgb, bands)
+                 * (1 - hands_mask(rgb.shape[:2], hands)))
         progress("fit", 0.3)
         camera = photo_camera(w, h, PHOTO_FOV_DEG)
         fit = self.fitter.fit(face.landmarks, camera)
@@ -75,6 +82,8 @@ class FitReconstructor:
             meta={
                 "image_size": [w, h],
                 "faces_found": face.num_faces,
+                "letterbox_px": [bands.top, bands.bottom, bands.left, bands.right],
+                "hands_found": len(hands),
                 "landmark_error_px_median": float(np.median(fit.error_px)),
                 "head_vertices": self.head.num_vertices,
             })
