@@ -60,11 +60,11 @@ class Runtime:
         self.process.wait(10)
 
 
-def start_runtime(data_dir: Path, log: Path) -> Runtime:
+def start_runtime(data_dir: Path, log: Path, *extra: str) -> Runtime:
     """`avatar-runtime serve` on an ephemeral loopback port; its first stdout line names it."""
     process = subprocess.Popen(
-        [str(SERVE), "serve", "--grpc", "none", "--zmq", "tcp://127.0.0.1:0", "--data-dir", str(data_dir)],
-        stdout=subprocess.PIPE, stderr=log.open("w"), text=True)
+        [str(SERVE), "serve", "--grpc", "none", "--zmq", "tcp://127.0.0.1:0", "--data-dir", str(data_dir),
+         *extra], stdout=subprocess.PIPE, stderr=log.open("w"), text=True)
     line = process.stdout.readline()
     match = re.search(r"zmq=(tcp://127\.0\.0\.1:\d+)", line)
     if match is None:
@@ -106,9 +106,10 @@ def _raise(exc):
     raise exc
 
 
-def set_address(address: str) -> None:
+def set_address(address: str, token: str = "") -> None:
     preferences = bpy.context.preferences.addons[MODULE].preferences
     preferences.address = address
+    preferences.token = token
 
 
 def pump(ops, until, timeout: float, on_tick=lambda: None) -> float:
@@ -133,15 +134,33 @@ def portrait(tmp_path_factory) -> Path:
     return path
 
 
+@dataclass
+class Created:
+    objects: list
+    progress: list  # every (stage, fraction) the panel could show, in order
+
+
 @pytest.fixture(scope="module")
-def created(ops, portrait):
+def created_run(ops, portrait) -> Created:
     before = set(bpy.context.scene.objects)
+    progress: list = []
+
+    def watch():
+        value = ops.STATE.progress.get("create")
+        if value is not None and (not progress or progress[-1] != value):
+            progress.append(value)
+
     assert bpy.ops.avatar_runtime.create_avatar(filepath=str(portrait)) == {"FINISHED"}
-    seconds = pump(ops, lambda: "create" not in ops.STATE.tasks, 60)
+    seconds = pump(ops, lambda: "create" not in ops.STATE.tasks, 60, on_tick=watch)
     assert not ops.STATE.error, ops.STATE.error
     new = [obj for obj in bpy.context.scene.objects if obj not in before]
-    print(f"\ncreate avatar + export + import: {seconds:.2f} s")
-    return new
+    print(f"\ncreate avatar + export + import: {seconds:.2f} s; progress {progress}")
+    return Created(new, progress)
+
+
+@pytest.fixture(scope="module")
+def created(created_run):
+    return created_run.objects
 
 
 @pytest.fixture(scope="module")
@@ -222,13 +241,54 @@ json.dump({"result": sorted(result), "enabled": module in bpy.context.preference
 """
 
 
-def test_built_zip_installs_and_enables_in_a_fresh_user_dir(tmp_path):
-    build = subprocess.run([sys.executable, str(ADDON_PARENT / "build.py"), "--out", str(tmp_path / "dist")],
+@pytest.fixture(scope="module")
+def built_zip(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("dist")
+    build = subprocess.run([sys.executable, str(ADDON_PARENT / "build.py"), "--out", str(out)],
                            capture_output=True, text=True, timeout=600)
     assert build.returncode == 0, build.stderr
     zip_path = Path(build.stdout.strip().splitlines()[-1])
     assert zip_path.name == "avatar_runtime_blender-0.1.0.zip"
+    return zip_path
 
+
+# `blender --command extension validate PATH`, run through the bpy module: the same handler
+# Blender's command line calls (bl_pkg's CLI, with Blender's list of valid tags).
+VALIDATE_SCRIPT = """
+import sys, bpy
+from bl_pkg import bl_extension_cli
+sys.exit(bl_extension_cli.cli_extension_handler(["validate", sys.argv[-1]]))
+"""
+
+
+def blender_validate(path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", VALIDATE_SCRIPT, str(path)], capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_built_zip_passes_blenders_extension_validate(built_zip, tmp_path):
+    run = blender_validate(built_zip)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f'Success parsing TOML in "{built_zip}"' in run.stdout
+    # The validator is a real check: the manifest as it was (a 70-character tagline) fails it.
+    import zipfile
+
+    bad = tmp_path / "bad.zip"
+    with zipfile.ZipFile(built_zip) as source, zipfile.ZipFile(bad, "w") as target:
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename == "blender_manifest.toml":
+                data = re.sub(rb'(?m)^tagline = ".*"$',
+                              b'tagline = "Photo to rigged head avatar, driven from video or Live Link Face takes"',
+                              data)
+            target.writestr(item, data)
+    run = blender_validate(bad)
+    assert run.returncode == 1
+    assert 'key "tagline" invalid: a value no longer than 64 characters expected, found 70' in run.stdout
+
+
+def test_built_zip_installs_and_enables_in_a_fresh_user_dir(built_zip, tmp_path):
+    zip_path = built_zip
     user = tmp_path / "user"
     env = {**os.environ, "BLENDER_USER_RESOURCES": str(user), "BLENDER_USER_CONFIG": str(user / "config"),
            "BLENDER_USER_SCRIPTS": str(user / "scripts"), "BLENDER_USER_EXTENSIONS": str(user / "extensions")}
@@ -238,7 +298,8 @@ def test_built_zip_installs_and_enables_in_a_fresh_user_dir(tmp_path):
     assert run.returncode == 0 and report.exists(), run.stdout + run.stderr
     info = json.loads(report.read_text())
     assert info["result"] == ["FINISHED"] and info["enabled"] and info["panel"]
-    for name in ("create_avatar", "drive", "bake", "render_from_server", "check_connection"):
+    for name in ("create_avatar", "drive", "bake", "render_from_server", "check_connection", "cancel_task",
+                 "refresh_avatars", "import_avatar"):
         assert name in info["operators"]
     assert info["address"] == "tcp://127.0.0.1:5555"
 
@@ -263,6 +324,75 @@ def test_create_imports_one_rigged_textured_head(ops, created, rig):
               for node in slot.material.node_tree.nodes if node.type == "TEX_IMAGE" and node.image]
     assert len(images) == 1
     assert images[0].size[0] >= 256 and images[0].packed_file is not None  # survives the temp glb
+
+
+def test_create_shows_its_progress(created_run):
+    stages = [stage for stage, _ in created_run.progress]
+    fractions = [fraction for _, fraction in created_run.progress]
+    assert stages[0] == "sending" and stages[-1] == "export" and len(set(stages)) >= 4, stages
+    assert fractions == sorted(fractions) and fractions[0] == 0.0 and fractions[-1] == pytest.approx(0.9)
+
+
+def test_create_can_be_cancelled_and_imports_nothing(ops, rig, portrait, tmp_path):
+    other = tmp_path / "astronaut_flipped.png"  # a photo the runtime has not seen: a real create
+    cv2.imwrite(str(other), cv2.imread(str(portrait))[:, ::-1])
+    before = set(bpy.data.objects)
+    assert bpy.ops.avatar_runtime.create_avatar(filepath=str(other)) == {"FINISHED"}
+    pump(ops, lambda: ops.STATE.progress.get("create", ("", 0.0))[1] > 0.0, 30)  # the runtime is at it
+
+    drawn: list = []
+    draw_panel(drawn)
+    assert ("operator", "avatar_runtime.cancel_task") in drawn
+    assert any(kind == "progress" and text.startswith("Creating: ") for kind, text in drawn)
+    assert ("operator", "avatar_runtime.create_avatar") not in drawn
+
+    assert bpy.ops.avatar_runtime.cancel_task(task="create") == {"FINISHED"}
+    seconds = pump(ops, lambda: "create" not in ops.STATE.tasks, 5)
+    print(f"\ncreate cancelled {seconds * 1000:.0f} ms after the cancel")
+    assert seconds < 0.5
+    assert set(bpy.data.objects) == before and not ops.STATE.error
+    assert ops.STATE.activity == "Create avatar cancelled" and "create" not in ops.STATE.progress
+    assert not bpy.ops.avatar_runtime.cancel_task.poll()  # nothing left to cancel
+
+
+def test_the_avatar_browser_lists_runtime_avatars_and_imports_one(ops, rig, oracle):
+    # The runtime finishes the create cancelled above on its own; it shows up in the list.
+    deadline = time.monotonic() + 60
+    while len(oracle.list_avatars()) < 2:
+        assert time.monotonic() < deadline, "the runtime did not finish the cancelled create"
+        time.sleep(0.2)
+    expected = {a["id"]: a["name"] for a in oracle.list_avatars()}
+    assert bpy.ops.avatar_runtime.refresh_avatars() == {"FINISHED"}
+    pump(ops, lambda: "list" not in ops.STATE.tasks, 30)
+    assert not ops.STATE.error, ops.STATE.error
+    browser = sys.modules["avatar_runtime_blender.browser"]
+    items = bpy.context.window_manager.avatar_runtime_avatars
+    assert {item.avatar_id: item.name for item in items} == expected
+    for item in items:  # a thumbnail of each, rendered by the runtime: a head on transparency
+        image = browser.thumbnail(item.avatar_id)
+        assert image is not None and tuple(image.size) == (96, 96)
+        pixels = np.empty(96 * 96 * 4, np.float32)
+        image.pixels.foreach_get(pixels)
+        alpha = pixels.reshape(96, 96, 4)[..., 3]
+        assert alpha[48, 48] == 1.0 and alpha[0, 0] == 0.0 and 0.1 < alpha.mean() < 0.9
+
+    other = next(item for item in items if item.avatar_id != rig.avatar_id)
+    bpy.context.window_manager.avatar_runtime_avatar_index = list(items).index(other)
+    before = set(bpy.data.objects)
+    assert bpy.ops.avatar_runtime.import_avatar() == {"FINISHED"}
+    pump(ops, lambda: "import" not in ops.STATE.tasks, 60)
+    assert not ops.STATE.error, ops.STATE.error
+    new = [obj for obj in bpy.data.objects if obj not in before]
+    try:
+        assert sorted(obj.type for obj in new) == ["ARMATURE", "MESH"]
+        assert all(obj[ops.AVATAR_ID_PROP] == other.avatar_id for obj in new)
+        mesh = next(obj for obj in new if obj.type == "MESH")
+        assert [b.name for b in mesh.data.shape_keys.key_blocks] == ["Basis", *ARKIT_NAMES]
+        assert next(obj for obj in new if obj.type == "ARMATURE").name == f"{other.name} rig"
+    finally:
+        for obj in new:
+            bpy.data.objects.remove(obj)
+    assert ops.find_rig(bpy.context).avatar_id == rig.avatar_id
 
 
 # -- drive from video ------------------------------------------------------------------------
@@ -339,6 +469,56 @@ def test_bake_keys_every_driven_channel_at_the_scene_rate(ops, rig, driven):
         scene.render.fps = VIDEO_FPS
 
 
+def test_bake_keeps_the_footage_frame_numbers_when_frames_have_no_face(ops, rig, oracle, tmp_path):
+    """Footage frames 0-2, 8-9 and 15 show no face: frame i still keys scene frame start + i."""
+    faceless = {0, 1, 2, 8, 9, 15}
+    count = 16
+    path = tmp_path / "gaps.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"FFV1"), VIDEO_FPS, (VIDEO_SIZE, VIDEO_SIZE))
+    camera = Camera.orbit(width=VIDEO_SIZE, height=VIDEO_SIZE)
+    for i in range(count):
+        rgb = np.full((VIDEO_SIZE, VIDEO_SIZE, 3), 110, np.uint8)
+        if i not in faceless:
+            rgba = oracle.render_frame(rig.avatar_id, video_motion(4 * i), camera).astype(np.float32)
+            alpha = rgba[..., 3:] / 255
+            rgb = np.rint(rgba[..., :3] * alpha + 110 * (1 - alpha)).astype(np.uint8)
+        writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    writer.release()
+
+    assert bpy.ops.avatar_runtime.drive(filepath=str(path)) == {"FINISHED"}
+    pump(ops, lambda: ops.STATE.drive is None, 120)
+    assert not ops.STATE.error, ops.STATE.error
+    recording = ops.STATE.recording
+    samples = {s.sequence: s for s in recording.samples}
+    assert sorted(samples) == sorted(set(range(count)) - faceless)
+
+    scene = bpy.context.scene
+    scene.render.fps, scene.render.fps_base, scene.frame_start = VIDEO_FPS, 1.0, 1
+    key = rig.mesh.data.shape_keys
+    try:
+        assert bpy.ops.avatar_runtime.bake() == {"FINISHED"}
+        assert "frames 1-3 not keyed (no face)" in ops.STATE.activity
+        assert "2 frames without a face hold the last pose" in ops.STATE.activity
+        assert "frame 16 not keyed (no face)" in ops.STATE.activity
+        action = key.animation_data.action
+        assert tuple(action.frame_range) == (4.0, 15.0)  # footage frames 3..14
+        offsets = []
+        for i in range(3, count - 1):
+            scene.frame_set(1 + i)
+            values = np.array([key.key_blocks[n].value for n in ARKIT_NAMES])
+            source = samples.get(i) or samples[7]  # 8 and 9 hold frame 7's pose
+            np.testing.assert_allclose(values, source.arkit, atol=1e-5)
+            if i in samples:  # which footage frame does this scene frame show? (0 = its own)
+                errors = {j: np.abs(values - np.array(s.arkit)).max() for j, s in samples.items()}
+                offsets.append(min(errors, key=errors.get) - i)
+        print(f"\nbake offsets (scene frame - footage frame) over {len(offsets)} faced frames: "
+              f"{sorted(set(offsets))}")
+        assert offsets == [0] * len(offsets)
+    finally:
+        key.animation_data_clear()
+        rig.armature.animation_data_clear()
+
+
 # -- Live Link Face take -----------------------------------------------------------------------
 def test_a_livelink_take_drives_the_rig(ops, rig, tmp_path):
     rng = np.random.default_rng(3)
@@ -411,24 +591,43 @@ class FakeLayout:
 
     box = row = column = _nested
 
-    def label(self, text="", icon="NONE"):
+    def label(self, text="", icon="NONE", icon_value=0):
         self.drawn.append(("label", text))
 
     def operator(self, idname, text="", icon="NONE"):
         self.drawn.append(("operator", idname))
+        return SimpleNamespace()
+
+    def progress(self, factor=0.0, type="BAR", text=""):
+        assert 0.0 <= factor <= 1.0
+        self.drawn.append(("progress", text))
+
+    def template_list(self, list_type, list_id, data, prop, active_data, active_prop, rows=5):
+        items = getattr(data, prop)
+        assert 0 <= getattr(active_data, active_prop) <= max(len(items) - 1, 0)
+        ui_list = getattr(bpy.types, list_type)
+        for item in items:  # what Blender does per visible row
+            ui_list.draw_item(None, bpy.context, self, data, item, 0, active_data, active_prop)
+        self.drawn.append(("list", list_type))
 
     def enum_item_name(self, data, prop, identifier):
         return bpy.types.UILayout.enum_item_name(data, prop, identifier)
 
 
-def test_panel_draws_status_and_every_action(ops, rig):
+def draw_panel(drawn: list) -> None:
     from avatar_runtime_blender import panel
 
-    drawn: list = []
     panel.AVATAR_RUNTIME_PT_main.draw(SimpleNamespace(layout=FakeLayout(drawn)), bpy.context)
+
+
+def test_panel_draws_status_and_every_action(ops, rig):
+    drawn: list = []
+    draw_panel(drawn)
     operators = {name for kind, name in drawn if kind == "operator"}
     assert {"avatar_runtime.create_avatar", "avatar_runtime.drive", "avatar_runtime.bake",
-            "avatar_runtime.render_from_server", "avatar_runtime.check_connection"} <= operators
+            "avatar_runtime.render_from_server", "avatar_runtime.check_connection",
+            "avatar_runtime.refresh_avatars", "avatar_runtime.import_avatar"} <= operators
+    assert ("list", "AVATAR_RUNTIME_UL_avatars") in drawn
     labels = " | ".join(text for kind, text in drawn if kind == "label")
     assert f"Avatar: {rig.armature.name}" in labels and "ZeroMQ tcp://127.0.0.1:" in labels
 
@@ -458,6 +657,27 @@ def test_a_dead_server_is_reported_within_two_seconds(ops, runtime, portrait):
     assert ops.STATE.connected is True
 
 
+def test_check_connection_checks_the_token(ops, runtime, tmp_path):
+    guarded = start_runtime(tmp_path / "data", tmp_path / "serve.log", "--token", "s3cret")
+    try:
+        for token, fragment in (("wrong", "refused the token in the add-on preferences"),
+                                ("", "refused no token")):
+            set_address(guarded.address, token)
+            assert bpy.ops.avatar_runtime.check_connection() == {"FINISHED"}
+            pump(ops, lambda: "check" not in ops.STATE.tasks, 5)
+            assert ops.STATE.connected is False and ops.STATE.connection.startswith("token refused by")
+            assert ops.STATE.error.startswith("Check connection: UNAUTHENTICATED: ")
+            assert fragment in ops.STATE.error and "--token" in ops.STATE.error
+        set_address(guarded.address, "s3cret")
+        assert bpy.ops.avatar_runtime.check_connection() == {"FINISHED"}
+        pump(ops, lambda: "check" not in ops.STATE.tasks, 5)
+        assert ops.STATE.connected is True and not ops.STATE.error
+        assert ops.STATE.connection == f"connected to {guarded.address} (serving, 0 avatars)"
+    finally:
+        guarded.stop()
+        set_address(runtime.address)
+
+
 def test_a_server_killed_mid_drive_stops_the_drive_cleanly(ops, runtime, rig, driven, video, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(runtime.data_dir, data)  # a second runtime that knows the avatar
@@ -470,11 +690,14 @@ def test_a_server_killed_mid_drive_stops_the_drive_cleanly(ops, runtime, rig, dr
         doomed.process.kill()
         killed = time.monotonic()
         pump(ops, lambda: ops.STATE.drive is None, 5)
-        assert time.monotonic() - killed < 2.0
-        assert "not answering" in ops.STATE.error
+        seconds = time.monotonic() - killed
+        print(f"\ndrive stopped {seconds * 1000:.0f} ms after the runtime was killed")
+        assert seconds < 2.0
+        assert "lost the connection to avatar-runtime" in ops.STATE.error  # the socket monitor saw it
         # Blender and the add-on carry on: what arrived can be baked, other calls work.
         assert 5 <= len(ops.STATE.recording.samples) < VIDEO_FRAMES
         assert bpy.ops.avatar_runtime.bake() == {"FINISHED"}
+        assert "face" not in ops.STATE.activity  # unsolved frames are not faceless ones
         rig.mesh.data.shape_keys.animation_data_clear()
         rig.armature.animation_data_clear()
     finally:

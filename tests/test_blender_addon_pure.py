@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import importlib
 import math
+import os
+import re
+import signal
 import subprocess
 import sys
 import threading
@@ -190,10 +193,30 @@ def test_resample_keys_every_scene_frame_from_timecodes():
         return motion.MotionSample(0, t, (value,) * 52, motion.euler_to_quat(yaw, 0, 0))
 
     samples = [sample(0.0, 0.0, 0.0), sample(0.1, 1.0, 0.2), sample(0.2, 0.0, 0.0)]
-    keyed = motion.resample(samples, fps=20.0)
+    result = motion.resample(samples, fps=20.0)
+    keyed = result.keyed
     assert [f for f, _ in keyed] == [0, 1, 2, 3, 4]
     np.testing.assert_allclose([s.arkit[0] for _, s in keyed], [0.0, 0.5, 1.0, 0.5, 0.0], atol=1e-9)
     np.testing.assert_allclose(keyed[1][1].head_rotation, motion.euler_to_quat(0.1, 0, 0), atol=1e-4)
+    assert (result.held, result.unkeyed_before, result.unkeyed_after) == ([], 0, 0)
+
+
+def test_resample_keeps_footage_frame_numbers_when_frames_have_no_face():
+    """Footage at 10 fps, frames 0-2 and 5-6 without a face, 9 the last: keys stay on the
+    footage's frame numbers, the gap holds frame 4's pose, the leading frames are not keyed."""
+    values = {i: i / 10 for i in (3, 4, 7, 8)}
+    samples = [motion.MotionSample(i, i / 10, (v,) * 52) for i, v in values.items()]
+    missing = [i / 10 for i in (0, 1, 2, 5, 6, 9)]
+    result = motion.resample(samples, fps=10.0, origin=0.0, missing=missing, end=0.9)
+    assert [f for f, _ in result.keyed] == [3, 4, 5, 6, 7, 8]
+    assert [s.arkit[0] for _, s in result.keyed] == pytest.approx([0.3, 0.4, 0.4, 0.4, 0.7, 0.8])
+    assert result.held == [5, 6] and result.unkeyed_before == 3 and result.unkeyed_after == 1
+    # At twice the footage rate: footage frame i on scene frame 2i, interpolated where faces are.
+    double = motion.resample(samples, fps=20.0, origin=0.0, missing=missing, end=0.9)
+    frames = dict(double.keyed)
+    assert min(frames) == 6 and max(frames) == 16 and double.unkeyed_before == 6
+    assert frames[7].arkit[0] == pytest.approx(0.35)
+    assert frames[11].arkit[0] == pytest.approx(0.4) and frames[15].arkit[0] == pytest.approx(0.75)
 
 
 def test_motion_sample_from_runtime_map():
@@ -448,3 +471,55 @@ def test_frames_are_compressed_only_off_this_machine():
                                          "ipc:///tmp/runtime", "tcp://10.1.2.3:5555")] == [0, 0, 0, 0, 1]
     image = np.full((8, 8, 3), 7, np.uint8)
     assert len(imaging.encode_png(image, 0)) > len(imaging.encode_png(image, 1))
+
+
+# -- liveness against a real runtime: killed (SIGKILL) or hung (SIGSTOP) mid-call -----------------
+SERVE = Path(sys.executable).with_name("avatar-runtime")
+
+
+@pytest.fixture
+def real_runtime(tmp_path):
+    """`avatar-runtime serve` on a free loopback port: (process, zmq address)."""
+    log = (tmp_path / "serve.log").open("w")
+    process = subprocess.Popen([str(SERVE), "serve", "--grpc", "none", "--zmq", "tcp://127.0.0.1:0",
+                                "--data-dir", str(tmp_path / "data")], stdout=subprocess.PIPE,
+                               stderr=log, text=True)
+    try:
+        match = re.search(r"zmq=(tcp://\S+)", process.stdout.readline())
+        assert match, (tmp_path / "serve.log").read_text()[-2000:]
+        yield process, match.group(1)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGCONT)
+            process.kill()
+        process.wait(10)
+        log.close()
+
+
+@pytest.mark.parametrize("sig, liveness_s", [(signal.SIGKILL, 30.0), (signal.SIGSTOP, 30.0),
+                                             (signal.SIGSTOP, 1.5)], ids=["kill", "stop", "stop-default"])
+def test_a_killed_or_hung_runtime_fails_the_pending_call_within_two_seconds(real_runtime, sig, liveness_s):
+    """With a 30 s application timeout only the ZMTP heartbeats and the socket monitor can
+    notice in time; with the default 1.5 s whichever notices first."""
+    from skimage import data
+
+    process, address = real_runtime
+    photo = imaging.encode_png(np.ascontiguousarray(data.astronaut()), 1)
+    with client.Client(client.Settings(address, liveness_s=liveness_s)) as c:
+        request = c.send("CreateAvatar", {"image": photo, "name": "doomed"})
+        first = c.receive(60)  # a progress event: the call is running on the runtime
+        assert first is not None and first.request_id == request and "progress" in first.body
+        assert c.connected
+        os.kill(process.pid, sig)
+        hit = time.monotonic()
+        with pytest.raises(client.ServerError) as info:
+            while True:
+                c.receive(0.1)
+        seconds = time.monotonic() - hit
+    print(f"\n{signal.Signals(sig).name} with liveness {liveness_s} s: UNAVAILABLE after {seconds * 1000:.0f} ms")
+    assert info.value.code == client.UNAVAILABLE
+    # Heartbeats alone bound a hang by the next PING (<= 0.5 s) + the 1.5 s timeout: 2.0 s at
+    # worst, plus the monitor's wake-up. A crash closes the TCP connection: milliseconds.
+    assert seconds < (0.5 if sig == signal.SIGKILL else 2.0 if liveness_s < 2 else 2.15)
+    if liveness_s > 2:
+        assert "lost the connection to avatar-runtime at " + address in info.value.message

@@ -13,9 +13,16 @@ Streaming calls (CreateAvatar, ExportMesh) send several replies, the final one w
 keys, bytes as msgpack bin, enums by name). "Health" needs no token and is answered by the
 server's socket thread directly, so it doubles as a heartbeat while a call is running.
 
-Liveness: a TCP peer that dies says nothing to a DEALER socket. While a call waits, the
-connection pings the server whenever it has been silent for a third of `liveness_s` and
-fails the call with UNAVAILABLE once it has been silent for `liveness_s`.
+Liveness, two layers:
+- ZMTP heartbeats (libzmq's own PING/PONG, answered by the server's libzmq I/O thread): the
+  DEALER pings every 0.5 s and drops the connection after 1.5 s without traffic; a socket
+  monitor sees the drop (ZMQ_EVENT_DISCONNECTED, also at once when the server process dies)
+  and fails every pending call with UNAVAILABLE. So a killed or hung (SIGSTOP) runtime fails
+  a call within 2 s whatever `liveness_s` is.
+- Application pings: while a call waits, the connection sends "Health" whenever the server
+  has been silent for a third of `liveness_s`, and fails the call with UNAVAILABLE once it
+  has been silent for `liveness_s` (nothing listening at all, or a server whose process is
+  alive but does not answer).
 """
 
 from __future__ import annotations
@@ -27,10 +34,15 @@ from typing import Any, Callable, Iterator
 
 import msgpack
 import zmq
+from zmq.utils.monitor import parse_monitor_message
 
 UNAVAILABLE = "UNAVAILABLE"
 CANCELLED = "CANCELLED"
+UNAUTHENTICATED = "UNAUTHENTICATED"
 RECV_HWM = 64
+HEARTBEAT_IVL_MS = 500  # ZMTP PING this often
+HEARTBEAT_TIMEOUT_MS = 1500  # drop the connection after this long without any traffic
+HEARTBEAT_TTL_MS = 3000  # the server may drop us after this long without our traffic
 
 
 class ServerError(Exception):
@@ -81,17 +93,30 @@ class Connection:
         self._pending: set[int] = set()
         self._pings: set[int] = set()
         self._last_heard = self._last_ping = 0.0
+        self.connected = False  # a ZMTP connection is up (the monitor's view)
         self._socket = (context or zmq.Context.instance()).socket(zmq.DEALER)
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.RCVHWM, RECV_HWM)
+        self._socket.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
+        self._socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+        self._socket.setsockopt(zmq.HEARTBEAT_TTL, HEARTBEAT_TTL_MS)
+        # Before connect, so the first CONNECTED event is not missed.
+        self._monitor = self._socket.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
+        self._poller = zmq.Poller()
+        self._poller.register(self._socket, zmq.POLLIN)
+        self._poller.register(self._monitor, zmq.POLLIN)
         try:
             self._socket.connect(settings.address)
         except zmq.ZMQError as exc:
-            self._socket.close(linger=0)
+            self.close()
             raise ServerError("INVALID_ARGUMENT",
                               f"cannot connect to {settings.address!r}: {exc}") from None
 
     def close(self) -> None:
+        if self._monitor is not None:
+            self._socket.disable_monitor()
+            self._monitor.close(linger=0)
+            self._monitor = None
         self._socket.close(linger=0)
 
     def __enter__(self) -> "Connection":
@@ -124,8 +149,8 @@ class Connection:
     def receive(self, timeout: float) -> Reply | None:
         """The next reply to a pending request, or None if none came within `timeout` s.
 
-        Raises ServerError for an error reply, and UNAVAILABLE when the server has been
-        silent for `settings.liveness_s` while requests are pending.
+        Raises ServerError for an error reply, and UNAVAILABLE when the connection drops or
+        the server has been silent for `settings.liveness_s` while requests are pending.
         """
         deadline = time.monotonic() + timeout
         while True:
@@ -134,11 +159,28 @@ class Connection:
             wait = min(deadline - now, self.settings.liveness_s / 6)
             if wait <= 0:
                 return None
-            if not self._socket.poll(max(1, int(wait * 1000))):
-                continue
-            reply = self._read()
-            if reply is not None:
-                return reply
+            ready = dict(self._poller.poll(max(1, int(wait * 1000))))
+            if self._monitor in ready:
+                self._read_monitor()
+            if self._socket in ready:
+                reply = self._read()
+                if reply is not None:
+                    return reply
+
+    def _read_monitor(self) -> None:
+        while self._monitor.poll(0):
+            event = parse_monitor_message(self._monitor.recv_multipart())["event"]
+            if event == zmq.EVENT_CONNECTED:
+                self.connected = True
+                self._last_heard = time.monotonic()
+            elif event == zmq.EVENT_DISCONNECTED:
+                self.connected = False
+                if self._pending:
+                    self._pending.clear()
+                    self._pings.clear()
+                    raise ServerError(UNAVAILABLE, f"lost the connection to avatar-runtime at "
+                                      f"{self.settings.address} (it stopped, or stopped answering "
+                                      f"heartbeats for {HEARTBEAT_TIMEOUT_MS / 1000:.1f} s)")
 
     def _read(self) -> Reply | None:
         message = msgpack.unpackb(self._socket.recv(), raw=False, strict_map_key=False)
@@ -208,6 +250,13 @@ class Client(Connection):
     def health(self) -> str:
         """'SERVING' or 'NOT_SERVING'; ServerError UNAVAILABLE when nothing answers."""
         return str(self.call("Health", {}).get("status", "UNKNOWN"))
+
+    def list_avatars(self) -> list[dict]:
+        """The runtime's avatars, oldest first: maps {id, name, reconstructor, created_at, meta_json}.
+
+        Needs the token (unlike `health`), so it also checks the credentials.
+        """
+        return list(self.call("ListAvatars", {}).get("avatars") or [])
 
     def create_avatar(self, image: bytes, name: str = "",
                       on_progress: Callable[[str, float], None] = lambda stage, fraction: None,

@@ -6,6 +6,7 @@ faces +Z); `convert.head_pose_rotation` takes them into Blender.
 
 from __future__ import annotations
 
+import bisect
 import csv
 import math
 import re
@@ -161,28 +162,57 @@ def _parse_timecode(text: str, fps: float) -> float:
 
 
 # -- baking ------------------------------------------------------------------------------
-def resample(samples: Sequence[MotionSample], fps: float) -> list[tuple[int, MotionSample]]:
-    """Samples (any rate, by timecode) -> one sample per frame at `fps`, from the first timecode.
+@dataclass(frozen=True)
+class Resampled:
+    """`resample`'s result: one sample per keyed frame, and the frames left as they were."""
 
-    Returns (frame offset, sample) pairs for frames 0..N where N/fps is the last timecode;
-    weights are interpolated linearly between the two nearest samples, rotations by nlerp.
+    keyed: list[tuple[int, MotionSample]]  # (frame offset from the footage start, sample)
+    held: list[int]  # keyed frame offsets inside a run of faceless footage (the last pose, held)
+    unkeyed_before: int  # frames before the first sample (faceless footage start): not keyed
+    unkeyed_after: int  # frames after the last sample up to the footage end: not keyed
+
+
+def resample(samples: Sequence[MotionSample], fps: float, origin: float | None = None,
+             missing: Sequence[float] = (), end: float | None = None) -> Resampled:
+    """Samples (any rate, by timecode) -> one sample per frame at `fps`, on the footage's clock.
+
+    Frame offset k is the time `origin + k / fps` (`origin`: the footage's first frame; by default
+    the first sample's timecode), so a sample keeps its place on the timeline even when the
+    footage starts without a face. Frames from the first to the last sample are keyed: between
+    two samples weights are interpolated linearly and rotations by nlerp, except across footage
+    frames that had no face (`missing`: their timecodes), where the earlier sample is held.
+    Frames before the first sample (and after the last, up to `end`) are counted, not keyed.
     """
     if fps <= 0:
         raise ValueError("fps must be positive")
     ordered = sorted(samples, key=lambda s: s.timecode)
     if not ordered:
-        return []
-    start = ordered[0].timecode
-    count = int(math.floor((ordered[-1].timecode - start) * fps + 1e-6)) + 1
-    out, k = [], 0
-    for frame in range(count):
-        t = start + frame / fps
+        return Resampled([], [], 0, 0)
+    origin = ordered[0].timecode if origin is None else origin
+    gaps = sorted(missing)
+    first = int(math.ceil((ordered[0].timecode - origin) * fps - 1e-6))
+    last = int(math.floor((ordered[-1].timecode - origin) * fps + 1e-6))
+    out, held, k = [], [], 0
+    for frame in range(first, last + 1):
+        t = origin + frame / fps
         while k + 1 < len(ordered) and ordered[k + 1].timecode <= t + 1e-9:
             k += 1
         a = ordered[k]
         b = ordered[min(k + 1, len(ordered) - 1)]
         span = b.timecode - a.timecode
-        w = 0.0 if span <= 0 else min(max((t - a.timecode) / span, 0.0), 1.0)
+        if span > 0 and _any_between(gaps, a.timecode, b.timecode):
+            w = 0.0
+            if t > a.timecode + 1e-9:
+                held.append(frame)
+        else:
+            w = 0.0 if span <= 0 else min(max((t - a.timecode) / span, 0.0), 1.0)
         arkit = tuple(x + (y - x) * w for x, y in zip(a.arkit, b.arkit))
         out.append((frame, MotionSample(frame, t, arkit, _nlerp(a.head_rotation, b.head_rotation, w))))
-    return out
+    after = 0 if end is None else max(0, int(math.floor((end - origin) * fps + 1e-6)) - last)
+    return Resampled(out, held, max(0, first), after)
+
+
+def _any_between(sorted_times: Sequence[float], low: float, high: float) -> bool:
+    """Whether a time lies strictly between `low` and `high`."""
+    i = bisect.bisect_right(sorted_times, low + 1e-9)
+    return i < len(sorted_times) and sorted_times[i] < high - 1e-9

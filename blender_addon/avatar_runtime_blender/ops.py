@@ -21,7 +21,7 @@ from bpy.props import EnumProperty, FloatProperty, StringProperty
 from bpy_extras.io_utils import ImportHelper
 
 from . import convert, prefs
-from .client import Client, RenderedImage, ServerError, Settings
+from .client import CANCELLED, UNAUTHENTICATED, UNAVAILABLE, Client, RenderedImage, ServerError, Settings
 from .drive import Finished, Playback, Skipped, SolvePipeline
 from .imaging import rgba8_to_blender_pixels
 from .motion import ARKIT_NAMES, MotionFileError, MotionSample, read_livelink_csv, resample
@@ -37,12 +37,15 @@ TAKE_SUFFIXES = (".csv",)
 # -- state shared by the operators, the timer and the panel ------------------------------
 @dataclass
 class Recording:
-    """Motion applied during a drive, kept for baking."""
+    """Motion applied during a drive, kept for baking, on the footage's clock: timecode 0 is
+    the footage's first frame, whether or not it had a face."""
 
     armature: str
     mesh: str
     source: str
     samples: list[MotionSample] = field(default_factory=list)
+    missing: list[float] = field(default_factory=list)  # timecodes of footage frames without a face
+    end: float | None = None  # timecode of the last footage frame answered (faced or not)
 
 
 @dataclass
@@ -53,6 +56,7 @@ class State:
     activity: str = ""
     error: str = ""
     tasks: dict[str, Task] = field(default_factory=dict)
+    progress: dict[str, tuple[str, float]] = field(default_factory=dict)  # task -> (stage, 0..1)
     drive: "DriveSession | None" = None
     recording: Recording | None = None
 
@@ -73,6 +77,7 @@ def tick() -> float | None:
         except Exception as exc:  # noqa: BLE001 - end the drive, keep the timer alive
             STATE.drive.stop(f"{type(exc).__name__}: {exc}", failed=True)
     STATE.tasks = {name: task for name, task in STATE.tasks.items() if not task.finished}
+    STATE.progress = {name: value for name, value in STATE.progress.items() if name in STATE.tasks}
     _redraw_panels()
     busy = STATE.drive is not None or STATE.tasks or not STATE.mailbox.empty()
     return TICK_S if busy else None
@@ -102,24 +107,45 @@ def shutdown() -> None:
         bpy.app.timers.unregister(tick)
 
 
-def _start_task(name: str, work, on_done, settings: Settings) -> None:
+def _start_task(name: str, work, on_done, settings: Settings, label: str | None = None) -> Task:
+    """Run `work(task)` on a worker thread; `on_done(result)` on the main thread. A cancelled
+    task (`cancel_task`) ends with an INFO report, not an error."""
+    label = label or name
+
     def on_error(exc: BaseException) -> None:
-        _fail(f"{name}: {_call_failed(exc, settings)}")
+        if isinstance(exc, ServerError) and exc.code == CANCELLED:
+            STATE.activity = f"{label} cancelled"
+            _report("INFO", STATE.activity)
+        else:
+            _fail(f"{label}: {_call_failed(exc, settings)}")
 
     STATE.error = ""
-    STATE.tasks[name] = Task(name, work, STATE.mailbox, on_done=on_done, on_error=on_error).start()
+    task = Task(name, work, STATE.mailbox, on_done=on_done, on_error=on_error).start()
+    STATE.tasks[name] = task
     _ensure_ticking()
+    return task
 
 
 def _call_failed(exc: BaseException, settings: Settings) -> str:
     """Note what a failed call says about the connection; returns the message to show."""
-    if isinstance(exc, ServerError) and exc.code == "UNAVAILABLE":
+    if isinstance(exc, ServerError) and exc.code == UNAVAILABLE:
         STATE.connected = False
         STATE.connection = f"no answer from {settings.address}"
         return exc.message
+    if isinstance(exc, ServerError) and exc.code == UNAUTHENTICATED:
+        STATE.connected = False
+        STATE.connection = f"token refused by {settings.address}"
+        what = "the token in the add-on preferences" if settings.token else "no token"
+        return (f"UNAUTHENTICATED: the runtime refused {what} ({exc.message}); set Token in the "
+                "add-on preferences to the runtime's --token")
     if isinstance(exc, ServerError):
         return f"{exc.code}: {exc.message}"
     return f"{type(exc).__name__}: {exc}"
+
+
+def _set_progress(name: str, stage: str, fraction: float) -> None:
+    if name in STATE.tasks:
+        STATE.progress[name] = (stage, min(max(fraction, 0.0), 1.0))
 
 
 def _set_activity(text: str) -> None:
@@ -238,7 +264,15 @@ def current_motion(rig: Rig) -> dict:
     return motion
 
 
-def _import_avatar(avatar: dict, files: dict[str, bytes]) -> Rig:
+def import_avatar(avatar: dict, files: dict[str, bytes]) -> Rig:
+    """Import an ExportMesh .glb of `avatar` (a runtime Avatar map) as a tagged rig (+ undo step)."""
+    rig = _import_glb(avatar, files)
+    with contextlib.suppress(RuntimeError):
+        bpy.ops.ed.undo_push(message="Import Avatar")
+    return rig
+
+
+def _import_glb(avatar: dict, files: dict[str, bytes]) -> Rig:
     glb = next((name for name in files if name.endswith(".glb")), None)
     if glb is None:
         raise RuntimeError(f"ExportMesh sent no .glb file (got {', '.join(files) or 'nothing'})")
@@ -326,6 +360,7 @@ class TakeDrive(DriveSession):
     def __init__(self, rig: Rig, source: str, samples: list[MotionSample]):
         super().__init__(rig, source)
         self.playback = Playback(samples)
+        self.recording.end = max((s.timecode for s in samples), default=None)
 
     def tick(self) -> None:
         for sample in self.playback.poll():
@@ -389,14 +424,17 @@ class VideoDrive(DriveSession):
         super().__init__(rig, source)
         self.frames = frames
         self.pipeline = pipeline
-        self.next_frame = 0
+        self.next_frame = 0  # frame i is at timecode i / fps
 
     def tick(self) -> None:
         for event in self.pipeline.poll():
             if isinstance(event, MotionSample):
                 self.apply(event)
+                self.recording.end = event.timecode
             elif isinstance(event, Skipped):
                 self.skipped += 1
+                self.recording.missing.append(event.sequence / self.frames.fps)
+                self.recording.end = event.sequence / self.frames.fps  # answered in frame order
             elif isinstance(event, Finished):
                 self.stop("finished")
             elif isinstance(event, ServerError):
@@ -444,11 +482,42 @@ def _new_action(owner: bpy.types.ID, name: str) -> bpy.types.Action:
     return action
 
 
-def bake(rig: Rig, samples: list[MotionSample], scene: bpy.types.Scene) -> tuple[int, int]:
-    """Key the shape keys and the head bone from recorded samples, one key per scene frame
-    from the samples' timecodes, starting at the scene's start frame. Returns (first, last)."""
+@dataclass(frozen=True)
+class Baked:
+    """What `bake` keyed, in scene frames."""
+
+    first: int
+    last: int
+    keyed: int
+    held: list[int]  # keyed frames in a faceless stretch of footage (the last pose held)
+    unkeyed_before: int  # faceless frames at the footage start: not keyed
+    unkeyed_after: int  # faceless frames at the footage end: not keyed
+
+    def summary(self) -> str:
+        parts = [f"frames {self.first}-{self.last}"]
+        if self.unkeyed_before:
+            parts.append(_span(self.first - self.unkeyed_before, self.first - 1) + " not keyed (no face)")
+        if self.held:
+            parts.append(f"{len(self.held)} frames without a face hold the last pose")
+        if self.unkeyed_after:
+            parts.append(_span(self.last + 1, self.last + self.unkeyed_after) + " not keyed (no face)")
+        return "; ".join(parts)
+
+
+def _span(first: int, last: int) -> str:
+    return f"frame {first}" if first == last else f"frames {first}-{last}"
+
+
+def bake(rig: Rig, recording: Recording, scene: bpy.types.Scene) -> Baked:
+    """Key the shape keys and the head bone from a recording, one key per scene frame.
+
+    The footage's first frame (timecode 0) lands on the scene's start frame and timecode t on
+    frame start + t * scene fps, whether or not the first frames had a face: faceless footage
+    never shifts the timeline (see `motion.resample`).
+    """
     fps = scene.render.fps / scene.render.fps_base
-    keyed = resample(samples, fps)
+    result = resample(recording.samples, fps, origin=0.0, missing=recording.missing, end=recording.end)
+    keyed = result.keyed
     frames = scene.frame_start + np.array([offset for offset, _ in keyed], np.float32)
     weights = np.array([sample.arkit for _, sample in keyed], np.float32)
     key = rig.mesh.data.shape_keys
@@ -470,7 +539,8 @@ def bake(rig: Rig, samples: list[MotionSample], scene: bpy.types.Scene) -> tuple
             _write_keys(_fcurve(motion, rig.armature, path, i, HEAD_BONE), frames, rotations[:, i])
     first, last = int(frames[0]), int(frames[-1])
     scene.frame_end = max(scene.frame_end, last)
-    return first, last
+    return Baked(first, last, len(keyed), [scene.frame_start + f for f in result.held],
+                 result.unkeyed_before, result.unkeyed_after)
 
 
 # -- operators ---------------------------------------------------------------------------
@@ -490,7 +560,7 @@ class AVATAR_RUNTIME_OT_report(bpy.types.Operator):
 
 
 class AVATAR_RUNTIME_OT_check_connection(bpy.types.Operator):
-    """Ask the runtime whether it is serving"""
+    """Ask the runtime whether it is serving and whether it accepts the token"""
 
     bl_idname = "avatar_runtime.check_connection"
     bl_label = "Check Connection"
@@ -503,15 +573,40 @@ class AVATAR_RUNTIME_OT_check_connection(bpy.types.Operator):
         settings = prefs.get(context).settings()
         STATE.connection = f"checking {settings.address}..."
 
-        def work(task: Task) -> str:
+        def work(task: Task) -> tuple[str, int]:
             with Client(settings) as client:
-                return client.health()
+                status = client.health()  # answers without a token: is anything there
+                return status, len(client.list_avatars())  # needs the token
 
-        def done(status: str) -> None:
+        def done(result: tuple[str, int]) -> None:
+            status, avatars = result
             _mark_connected(settings)
-            STATE.connection += f" ({status.lower().replace('_', ' ')})"
+            STATE.connection += f" ({status.lower().replace('_', ' ')}, {avatars} avatars)"
 
-        _start_task("check", work, done, settings)
+        _start_task("check", work, done, settings, label="Check connection")
+        return {"FINISHED"}
+
+
+class AVATAR_RUNTIME_OT_cancel_task(bpy.types.Operator):
+    """Stop waiting for this call; nothing is imported (the runtime may still finish creating
+    the avatar, which then shows in the avatar list)"""
+
+    bl_idname = "avatar_runtime.cancel_task"
+    bl_label = "Cancel"
+
+    task: StringProperty(name="Task", default="create", options={"SKIP_SAVE"})
+
+    @classmethod
+    def poll(cls, context):
+        return bool(STATE.tasks)
+
+    def execute(self, context):
+        task = STATE.tasks.get(self.task)
+        if task is None:
+            self.report({"WARNING"}, f"Nothing to cancel ({self.task} is not running)")
+            return {"CANCELLED"}
+        task.cancel()
+        STATE.activity = f"Cancelling {self.task}..."
         return {"FINISHED"}
 
 
@@ -540,23 +635,30 @@ class AVATAR_RUNTIME_OT_create_avatar(bpy.types.Operator, ImportHelper):
         STATE.activity = f"Creating avatar from {path.name}"
 
         def work(task: Task) -> tuple[dict, dict[str, bytes]]:
+            # Progress: the runtime's stages take 0..90 %, the mesh export the rest.
             def progress(stage: str, fraction: float) -> None:
+                task.post(_set_progress, "create", stage, 0.9 * fraction)
                 task.post(_set_activity, f"Creating avatar: {stage} ({fraction:.0%})")
 
+            task.post(_set_progress, "create", "sending", 0.0)
             with Client(settings) as client:
                 avatar = client.create_avatar(image, path.stem, progress, task.cancelled)
                 task.post(_mark_connected, settings)
+                task.post(_set_progress, "create", "export", 0.9)
                 task.post(_set_activity, "Exporting the avatar's mesh")
-                return avatar, client.export_mesh(avatar["id"], "glb", task.cancelled)
+                files = client.export_mesh(avatar["id"], "glb", task.cancelled)
+                if task.cancelled():
+                    raise ServerError(CANCELLED, "CreateAvatar was cancelled")
+                return avatar, files
 
         def done(result: tuple[dict, dict[str, bytes]]) -> None:
-            rig = _import_avatar(*result)
+            if task.cancelled():  # cancelled after the last reply: still import nothing
+                raise ServerError(CANCELLED, "CreateAvatar was cancelled")
+            rig = import_avatar(*result)
             STATE.activity = f"Created {rig.armature.name}"
             _report("INFO", STATE.activity)
-            with contextlib.suppress(RuntimeError):
-                bpy.ops.ed.undo_push(message="Create Avatar")
 
-        _start_task("create", work, done, settings)
+        task = _start_task("create", work, done, settings, label="Create avatar")
         return {"FINISHED"}
 
 
@@ -617,8 +719,8 @@ class AVATAR_RUNTIME_OT_stop_drive(bpy.types.Operator):
 
 
 class AVATAR_RUNTIME_OT_bake(bpy.types.Operator):
-    """Key the driven shape keys and head rotation into Actions at the scene frame rate,
-    timed by the recorded timecodes"""
+    """Key the driven shape keys and head rotation into Actions at the scene frame rate: the
+    footage's first frame on the scene's start frame, each frame where its timecode puts it"""
 
     bl_idname = "avatar_runtime.bake"
     bl_label = "Bake to Keyframes"
@@ -634,9 +736,10 @@ class AVATAR_RUNTIME_OT_bake(bpy.types.Operator):
         if rig is None:
             self.report({"ERROR"}, f"The driven avatar ({recording.armature}) is gone")
             return {"CANCELLED"}
-        first, last = bake(rig, recording.samples, context.scene)
-        self.report({"INFO"}, f"Baked {len(recording.samples)} samples from {recording.source} "
-                              f"to frames {first}-{last}")
+        baked = bake(rig, recording, context.scene)
+        level = "WARNING" if baked.held or baked.unkeyed_before or baked.unkeyed_after else "INFO"
+        STATE.activity = f"Baked {len(recording.samples)} samples from {recording.source} to {baked.summary()}"
+        self.report({level}, STATE.activity)
         return {"FINISHED"}
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import ops, prefs
+from . import browser, ops, prefs
 
 
 class AVATAR_RUNTIME_PT_main(bpy.types.Panel):
@@ -26,7 +26,23 @@ class AVATAR_RUNTIME_PT_main(bpy.types.Panel):
         transport = layout.enum_item_name(settings, "transport", settings.transport)
         box.label(text=f"{transport} {settings.address}", icon="LINKED")
 
-        layout.operator(ops.AVATAR_RUNTIME_OT_create_avatar.bl_idname, icon="USER")
+        if "create" in state.tasks:
+            stage, fraction = state.progress.get("create", ("starting", 0.0))
+            row = layout.row(align=True)
+            row.progress(factor=fraction, type="BAR", text=f"Creating: {stage} {fraction:.0%}")
+            cancel = row.operator(ops.AVATAR_RUNTIME_OT_cancel_task.bl_idname, text="", icon="CANCEL")
+            cancel.task = "create"
+        else:
+            layout.operator(ops.AVATAR_RUNTIME_OT_create_avatar.bl_idname, icon="USER")
+
+        box = layout.box()
+        row = box.row()
+        row.label(text="Runtime avatars", icon="COMMUNITY")
+        row.operator(browser.AVATAR_RUNTIME_OT_refresh_avatars.bl_idname, text="", icon="FILE_REFRESH")
+        box.template_list(browser.AVATAR_RUNTIME_UL_avatars.__name__, "", context.window_manager,
+                          "avatar_runtime_avatars", context.window_manager, "avatar_runtime_avatar_index",
+                          rows=3)
+        box.operator(browser.AVATAR_RUNTIME_OT_import_avatar.bl_idname, icon="IMPORT")
 
         rig = ops.find_rig(context)
         col = layout.column(align=True)
