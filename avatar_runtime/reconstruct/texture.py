@@ -108,7 +108,7 @@ def bake_texture(head: HeadModel, vertices: np.ndarray, photo: np.ndarray, camer
     normals = tm.surface @ _vertex_normals(vertices, head.faces)
     normals /= np.linalg.norm(normals, axis=1, keepdims=True) + 1e-12
     pixels, _ = camera.project(points)
-    weight = _visibility(head, vertices, points, normals, camera, pixels, matte)
+    weight = _feather(tm, head, _visibility(head, vertices, points, normals, camera, pixels, matte))
 
     colours = np.zeros((len(points), 3), np.float32)
     seen = weight > 0
@@ -160,6 +160,31 @@ def _visibility(head, vertices, points, normals, camera, pixels, matte) -> np.nd
         seen = np.flatnonzero(weight > 0)
         weight[seen] *= np.clip(_sample(matte[..., None], pixels[seen])[:, 0] * 2 - 0.5, 0, 1)
     return weight.astype(np.float32)
+
+
+def _feather(tm: TexelMap, head: HeadModel, weight: np.ndarray, rings: int = 2) -> np.ndarray:
+    """[N] `weight` ramped down toward its hard edges (occlusion by the nose, the matte's and
+    a hand's outline) over `rings` mesh edges: the photo hands over to the fill softly
+    instead of in a seam down the cheek."""
+    counts = np.asarray(tm.surface.sum(0)).ravel()
+    vertex = (tm.surface.T @ weight.astype(np.float64)) / np.maximum(counts, 1e-9)
+    smooth = _neighbour_mean(head)
+    for _ in range(rings):
+        vertex = smooth @ vertex
+    return np.minimum(weight, tm.surface @ vertex).astype(np.float32)
+
+
+@lru_cache(maxsize=2)
+def _neighbour_mean(head: HeadModel):
+    """Sparse [V, V]: each vertex's value <- the mean over itself and its mesh neighbours."""
+    from scipy.sparse import coo_matrix, diags, identity
+
+    faces, n = head.faces, head.num_vertices
+    i = np.concatenate([faces[:, 0], faces[:, 1], faces[:, 2]])
+    j = np.concatenate([faces[:, 1], faces[:, 2], faces[:, 0]])
+    adjacency = coo_matrix((np.ones(len(i)), (i, j)), shape=(n, n)).tocsr()
+    adjacency = ((adjacency + adjacency.T) > 0).astype(np.float64) + identity(n)
+    return (diags(1.0 / np.asarray(adjacency.sum(1)).ravel()) @ adjacency).tocsr()
 
 
 def _sample(image: np.ndarray, pixels: np.ndarray) -> np.ndarray:
