@@ -148,8 +148,8 @@ def test_avatars_survive_a_restart(tmp_path, astronaut_png):
     assert again.get(created["id"])["name"] == "kept"
     after = again.render(created["id"], camera=Camera.orbit(width=128, height=128)).rgba
     np.testing.assert_array_equal(before, after)
-    # Same photo, same settings: same id, nothing duplicated.
-    assert again.create(astronaut_png)["id"] == created["id"]
+    # Same photo, same settings and name: same id, nothing duplicated.
+    assert again.create(astronaut_png, name="kept")["id"] == created["id"]
     assert len(again.list()) == 1
 
 
