@@ -14,7 +14,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from .avatar import Avatar
-from .errors import InvalidArgument, LimitExceeded
+from .errors import FailedPrecondition, InvalidArgument, LimitExceeded
 from .faces.detector import FaceAnalyzer, shared_analyzer
 from .faces.image import decode_image
 from .head.model import HeadModel, load_head_model
@@ -163,6 +163,28 @@ class AvatarService:
         return self.solver.solve_image(rgb, tensors["identity"], sequence, timecode,
                                        bias=tensors.get("landmark_bias"),
                                        response=self.calibration.get(avatar_id))
+
+    def solve_landmarks(self, avatar_id: str, landmarks: np.ndarray, width: int, height: int,
+                        sequence: int = 0, timecode: float = 0.0) -> MotionFrame:
+        """MediaPipe's 478 landmarks [478, 3] in pixels of a width x height image -> ARKit +
+        head pose with the avatar's identity (detection skipped)."""
+        tensors = self.store.get(avatar_id).tensors
+        return self.solver.solve_landmarks(landmarks, width, height, tensors["identity"], sequence,
+                                           timecode, bias=tensors.get("landmark_bias"),
+                                           response=self.calibration.get(avatar_id))[0]
+
+    def motion_from_code(self, avatar_id: str, code: np.ndarray, sequence: int = 0,
+                         timecode: float = 0.0) -> MotionFrame:
+        """An `embedding` motion source: the motion code of `MotionFrame.code` (63 values),
+        which every avatar takes; a learned model trained on opaque embeddings is refused."""
+        avatar = self.store.get(avatar_id)
+        if avatar.reconstructor == "portrait4d":
+            size = self._portrait4d_model().config.motion.embedding_dim
+            if size:
+                raise FailedPrecondition(
+                    f"this portrait4d model takes opaque {size}-value embeddings, which the runtime "
+                    "cannot drive yet; send arkit, image or landmarks motion")
+        return MotionFrame.from_code(code, sequence, timecode)
 
     def export_mesh(self, avatar_id: str, format: str = "glb",
                     expression: np.ndarray | None = None, source: str = "mesh") -> dict[str, bytes]:

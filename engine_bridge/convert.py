@@ -7,6 +7,7 @@ Pure translation: validation of values is the runtime's (`MotionFrame.validate`,
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 
@@ -44,14 +45,67 @@ def camera_to_proto(camera: Camera) -> pb.Camera:
 
 
 # -- motion ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SourceMotion:
+    """A frame whose motion is still to be worked out from an image, landmarks or a motion
+    code (after latest-wins picked it: solving costs time). Shapes are checked already."""
+
+    kind: str                   # "image", "landmarks" or "embedding"
+    payload: bytes | np.ndarray  # image bytes, landmarks [478, 3] pixels, or the code
+    sequence: int
+    timecode: float
+    width: int = 0              # landmarks: the image they are in
+    height: int = 0
+
+
+NUM_LANDMARKS = 478
+LANDMARK_MARGIN = 0.05  # a face at the frame's edge puts a few landmarks just outside it
+MAX_LANDMARK_IMAGE_SIDE = 16384
+
+
+def motion_or_source_from_proto(msg: pb.MotionFrame | None) -> MotionFrame | SourceMotion:
+    """Proto motion -> MotionFrame (weights), or a checked SourceMotion (InvalidMotion)."""
+    source = msg.WhichOneof("source") if msg is not None else None
+    if source is None:
+        return motion_from_proto(msg)
+    sequence, timecode = int(msg.sequence), float(msg.timecode)
+    if not math.isfinite(timecode):
+        raise InvalidMotion(f"timecode must be finite, got {timecode}")
+    if source == "image":
+        return SourceMotion("image", msg.image, sequence, timecode)
+    if source == "embedding":
+        code = np.asarray(msg.embedding.values, np.float32)
+        MotionFrame.from_code(code)  # length and finiteness, before latest-wins
+        return SourceMotion("embedding", code, sequence, timecode)
+    marks = msg.landmarks
+    width, height = int(marks.width), int(marks.height)
+    if not (1 <= width <= MAX_LANDMARK_IMAGE_SIDE and 1 <= height <= MAX_LANDMARK_IMAGE_SIDE):
+        raise InvalidMotion(f"landmarks.width and height must be 1..{MAX_LANDMARK_IMAGE_SIDE} (the "
+                            f"image the landmarks are in, pixels), got {width}x{height}")
+    if len(marks.xyz) != NUM_LANDMARKS * 3:
+        raise InvalidMotion(f"landmarks.xyz must have {NUM_LANDMARKS * 3} values ({NUM_LANDMARKS} "
+                            f"MediaPipe face-mesh points x, y, z in pixels), got {len(marks.xyz)}")
+    xyz = np.asarray(marks.xyz, np.float64).reshape(NUM_LANDMARKS, 3)
+    if not np.isfinite(xyz).all():
+        raise InvalidMotion("landmarks.xyz must be finite numbers")
+    margin_x, margin_y = LANDMARK_MARGIN * width, LANDMARK_MARGIN * height
+    outside = ((xyz[:, 0] < -margin_x) | (xyz[:, 0] > width + margin_x)
+               | (xyz[:, 1] < -margin_y) | (xyz[:, 1] > height + margin_y))
+    if outside.any():
+        i = int(np.flatnonzero(outside)[0])
+        raise InvalidMotion(
+            f"landmark {i} at ({xyz[i, 0]:g}, {xyz[i, 1]:g}) px is outside the {width}x{height} "
+            f"image; x must be in 0..width and y in 0..height (within {LANDMARK_MARGIN:.0%})")
+    return SourceMotion("landmarks", xyz, sequence, timecode, width, height)
+
+
 def motion_from_proto(msg: pb.MotionFrame | None) -> MotionFrame:
     """Proto motion (weights form) -> MotionFrame; empty vectors take neutral values."""
     if msg is None:
         return MotionFrame.neutral()
     source = msg.WhichOneof("source")
     if source is not None:
-        raise InvalidMotion(f"this call takes motion as weights, not {source!r}; "
-                            "solve images with SolveMotion first")
+        raise InvalidMotion(f"this call takes motion as weights, not {source!r}")
     kwargs = {"sequence": int(msg.sequence), "timecode": float(msg.timecode)}
     if len(msg.head_rotation):
         kwargs["head_rotation"] = list(msg.head_rotation)

@@ -18,14 +18,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from avatar_runtime.errors import AvatarError, InvalidArgument, LimitExceeded, Unimplemented
+from avatar_runtime.errors import AvatarError, InvalidArgument, LimitExceeded
 from avatar_runtime.motion.frame import MotionFrame
 from avatar_runtime.render.camera import Camera
 from avatar_runtime.service import AvatarService, Smoothing
 
 from . import validation
 from .config import BridgeLimits, DeadlineExceeded
-from .convert import RenderOptions, avatar_to_proto, frame_to_proto, motion_from_proto, motion_to_proto
+from .convert import (RenderOptions, SourceMotion, avatar_to_proto, frame_to_proto, motion_from_proto,
+                      motion_or_source_from_proto, motion_to_proto)
 from .generated import pb
 
 log = logging.getLogger(__name__)
@@ -78,15 +79,6 @@ class SessionGate:
 
 
 @dataclass
-class _ImageMotion:
-    """A frame whose motion is solved from an image, after latest-wins picked it."""
-
-    image: bytes
-    sequence: int
-    timecode: float
-
-
-@dataclass
 class Rejected:
     """A frame the session could not use; reported to the client as a FrameError, in order."""
 
@@ -113,8 +105,8 @@ class DriveInbox:
         self.received = 0
         self.dropped = 0
         self.rejected = 0
-        self._pending: MotionFrame | _ImageMotion | None = None
-        self._next: MotionFrame | _ImageMotion | None = None
+        self._pending: MotionFrame | SourceMotion | None = None
+        self._next: MotionFrame | SourceMotion | None = None
         self._rejections: collections.deque[Rejected] = collections.deque()
         self._rendering = False
         self._ended = self._cancelled = False
@@ -125,20 +117,13 @@ class DriveInbox:
         """Validate one wire frame and make it the pending one; a bad frame is rejected (a
         FrameError for the client), never fatal."""
         try:
-            if msg.WhichOneof("source") == "image":
-                item: MotionFrame | _ImageMotion = _ImageMotion(msg.image, int(msg.sequence),
-                                                                float(msg.timecode))
-            elif msg.WhichOneof("source") is not None:
-                raise Unimplemented(f"drive frames with a {msg.WhichOneof('source')!r} source are "
-                                    "not supported yet; send ARKit weights or an image")
-            else:
-                item = motion_from_proto(msg)
+            item = motion_or_source_from_proto(msg)
         except AvatarError as error:
             self.reject(int(msg.sequence), error)
             return
         self.offer(item)
 
-    def offer(self, item: MotionFrame | _ImageMotion) -> None:
+    def offer(self, item: MotionFrame | SourceMotion) -> None:
         """Make an already-validated frame the pending one (latest-wins)."""
         with self._cond:
             if self._ended:
@@ -191,7 +176,7 @@ class DriveInbox:
     def cancelled(self) -> bool:
         return self._cancelled
 
-    def take(self) -> MotionFrame | _ImageMotion | Rejected | None:
+    def take(self) -> MotionFrame | SourceMotion | Rejected | None:
         """A rejection to report, else the newest frame, waiting for one; None once ended
         (or cancelled) and drained."""
         deadline = time.monotonic() + self.idle_timeout_s
@@ -267,11 +252,12 @@ class RuntimeHandlers:
 
     # -- frames ------------------------------------------------------------------------
     def render_frame(self, req: pb.RenderFrameRequest) -> pb.Frame:
-        motion = motion_from_proto(req.motion if req.HasField("motion") else None)
+        item = motion_or_source_from_proto(req.motion if req.HasField("motion") else None)
         camera, options = validation.render_target(
             self.service, self.limits, req.camera if req.HasField("camera") else None,
             req.options if req.HasField("options") else None)
         t0 = time.perf_counter()
+        motion = self._motion(item, req.avatar_id)
         out = self.service.render(req.avatar_id, motion, camera)
         return frame_to_proto(out, options, motion.sequence, motion.timecode,
                               (time.perf_counter() - t0) * 1e3)
@@ -342,10 +328,16 @@ class RuntimeHandlers:
                 frames_dropped=inbox.received - rendered - inbox.rejected,
                 elapsed_s=time.perf_counter() - started))
 
-    def _motion(self, item, avatar_id: str) -> MotionFrame:
-        if isinstance(item, _ImageMotion):
-            return self.service.solve_motion(item.image, avatar_id, item.sequence, item.timecode)
-        return item
+    def _motion(self, item: MotionFrame | SourceMotion, avatar_id: str) -> MotionFrame:
+        """Weights for a frame: as sent, or solved from its image / landmarks / motion code."""
+        if not isinstance(item, SourceMotion):
+            return item
+        if item.kind == "image":
+            return self.service.solve_motion(item.payload, avatar_id, item.sequence, item.timecode)
+        if item.kind == "landmarks":
+            return self.service.solve_landmarks(avatar_id, item.payload, item.width, item.height,
+                                                item.sequence, item.timecode)
+        return self.service.motion_from_code(avatar_id, item.payload, item.sequence, item.timecode)
 
     def _paced(self, inbox: DriveInbox) -> Iterator[tuple]:
         """(item, start time) from `inbox`, frames at most `max_fps` a second."""

@@ -340,3 +340,61 @@ def test_zmq_stop_lets_a_drive_in_flight_finish(service, astronaut_id):
             assert [f.sequence for f in stream] == list(range(1, 15))
             stopper.join(10)
             assert not stopper.is_alive()
+
+
+# -- motion sources ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def astronaut_landmarks(service, astronaut_png) -> pb.Landmarks:
+    from avatar_runtime.faces.image import decode_image
+
+    rgb = decode_image(astronaut_png)
+    points = service.analyzer.landmarks(rgb).landmarks
+    return pb.Landmarks(xyz=points.ravel().tolist(), width=rgb.shape[1], height=rgb.shape[0])
+
+
+def test_every_motion_source_renders_and_drives(client, service, astronaut_id, astronaut_png,
+                                                 astronaut_landmarks):
+    """arkit, image, landmarks and embedding (the 63-value motion code) on RenderFrame and Drive."""
+    jaw = MotionFrame.from_weights({"jawOpen": 0.8}, sequence=4)
+    sources = {
+        "arkit": pb.MotionFrame(arkit=jaw.arkit.tolist(), sequence=1),
+        "image": pb.MotionFrame(image=astronaut_png, sequence=2),
+        "landmarks": pb.MotionFrame(landmarks=astronaut_landmarks, sequence=3),
+        "embedding": pb.MotionFrame(embedding=pb.Embedding(values=jaw.code().tolist()), sequence=4),
+    }
+    solved = service.solve_motion(astronaut_png, astronaut_id)
+    expected = {"arkit": service.render(astronaut_id, jaw, CAMERA).rgba,
+                "image": service.render(astronaut_id, solved, CAMERA).rgba,
+                "embedding": service.render(astronaut_id, jaw, CAMERA).rgba}
+    for name, msg in sources.items():
+        rgba = client.render(astronaut_id, msg, CAMERA).rgba
+        if name in expected:
+            np.testing.assert_array_equal(rgba, expected[name], err_msg=name)
+        else:  # landmarks from the same photo solve to what the image solves to
+            assert np.abs(rgba.astype(int) - expected["image"]).mean() < 2.0
+    stream = client.drive(astronaut_id, list(sources.values()), CAMERA, window=1)
+    assert [f.sequence for f in stream] == [1, 2, 3, 4] and not stream.frame_errors
+
+
+def test_bad_motion_sources_are_refused_clearly(client, astronaut_id, astronaut_landmarks):
+    outside = pb.Landmarks(xyz=[5000.0] * (478 * 3), width=512, height=512)
+    cases = [
+        (pb.MotionFrame(landmarks=pb.Landmarks(xyz=[1.0] * 30, width=512, height=512)), "1434 values"),
+        (pb.MotionFrame(landmarks=outside), "outside the 512x512 image"),
+        (pb.MotionFrame(landmarks=pb.Landmarks(xyz=astronaut_landmarks.xyz)), "width and height"),
+        (pb.MotionFrame(embedding=pb.Embedding(values=[0.0] * 10)), "63 values"),
+        (pb.MotionFrame(embedding=pb.Embedding(values=[float("inf")] * 63)), "finite"),
+        (pb.MotionFrame(arkit=[0.1] * 51), "52 values"),
+    ]
+    for msg, words in cases:
+        error = code_of(lambda: client.render(astronaut_id, msg, CAMERA))
+        assert error == "INVALID_ARGUMENT", words
+        with pytest.raises(BridgeError) as info:
+            client.render(astronaut_id, msg, CAMERA)
+        assert words in info.value.message, (words, info.value.message)
+    frames = [m for m, _ in cases] + [pb.MotionFrame(sequence=99)]
+    for i, m in enumerate(frames[:-1]):
+        m.sequence = i + 1
+    stream = client.drive(astronaut_id, frames, CAMERA, window=1)
+    assert [f.sequence for f in stream] == [99]  # the session survived every bad frame
+    assert sorted(e.sequence for e in stream.frame_errors) == list(range(1, len(cases) + 1))

@@ -26,6 +26,7 @@ ARKIT_TOLERANCE = 0.01
 QUAT_LABELS = ("x", "y", "z", "w")
 TRANSLATION_LABELS = ("x", "y", "z")
 EYE_GAZE_LABELS = ("left yaw", "left pitch", "right yaw", "right pitch")
+MOTION_CODE_DIM = NUM_ARKIT + 4 + 3 + 4  # see MotionFrame.code
 
 
 @dataclass(eq=False)  # eq on numpy arrays is ambiguous; compare fields explicitly
@@ -66,6 +67,23 @@ class MotionFrame:
                 msg = f"weight for {name!r} must be a number, got {weight!r}"
                 raise InvalidMotion(msg) from None
         return cls(arkit, **kwargs)
+
+    def code(self) -> np.ndarray:
+        """The frame as a motion code [MOTION_CODE_DIM] float32: 52 ARKit, quaternion (x, y, z, w),
+        translation in decimetres (to match the other ranges), eye gaze (zeros when absent).
+        The learned reconstructor's motion input and the wire's `embedding` source."""
+        gaze = self.eye_gaze if self.eye_gaze is not None else np.zeros(4, np.float32)
+        return np.concatenate([self.arkit, self.head_rotation, self.head_translation * 10.0,
+                               gaze]).astype(np.float32)
+
+    @classmethod
+    def from_code(cls, values: Any, sequence: int = 0, timecode: float = 0.0) -> MotionFrame:
+        """Inverse of `code()`; InvalidMotion for a wrong length or non-finite values. A gaze
+        of four zeros reads as no gaze."""
+        code = _float_vector("embedding", values, [f"code[{i}]" for i in range(MOTION_CODE_DIM)])
+        gaze = code[59:63]
+        return cls(code[:52], head_rotation=code[52:56], head_translation=code[56:59] / 10.0,
+                   eye_gaze=gaze if np.any(gaze) else None, sequence=sequence, timecode=timecode)
 
     def weights(self) -> dict[str, float]:
         """{ARKit name: weight} for all 52 names, in `ARKIT_NAMES` order."""

@@ -7,18 +7,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from avatar_runtime.motion.frame import MotionFrame
+from avatar_runtime.motion.frame import MOTION_CODE_DIM, MotionFrame
 from avatar_runtime.reconstruct.portrait4d.config import MotionConfig
 
-# 52 ARKit + quaternion (x, y, z, w) + translation (m) + gaze (4, zeros when absent).
-MOTION_DIM = 52 + 4 + 3 + 4
+MOTION_DIM = MOTION_CODE_DIM  # ARKit + pose + gaze: `MotionFrame.code`
 
 
 def motion_vector(frame: MotionFrame) -> np.ndarray:
-    """[MOTION_DIM] float32. Translation is scaled to decimetres to match other ranges."""
-    gaze = frame.eye_gaze if frame.eye_gaze is not None else np.zeros(4, np.float32)
-    return np.concatenate([frame.arkit, frame.head_rotation, frame.head_translation * 10.0,
-                           gaze]).astype(np.float32)
+    """[MOTION_DIM] float32 (the frame's motion code)."""
+    return frame.code()
 
 
 def motion_batch(frames: list[MotionFrame], device: torch.device | str = "cpu") -> torch.Tensor:
