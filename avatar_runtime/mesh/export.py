@@ -12,7 +12,6 @@ from ..head.model import HeadModel
 from .files import write_atomically
 from .formats import obj_files, ply_bytes
 from .gltf import export_glb
-from .gltf_static import field_glb
 from .inputs import check_expression
 
 FORMATS = ("glb", "obj", "ply")
@@ -67,6 +66,8 @@ def _volume_glb(avatar: Avatar, format: str, field) -> bytes:
         raise InvalidArgument(f"volume export writes glb only, not {format!r}")
     if field is None:
         raise InvalidArgument("volume export needs the avatar's radiance field")
+    from .gltf_static import field_glb  # torch + open3d: only for learned avatars
+
     return field_glb(field, name=avatar.name)
 
 
