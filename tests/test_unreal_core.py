@@ -3,8 +3,10 @@
 The suite (unreal_plugin/core_tests) starts real `avatar-runtime serve` processes on
 127.0.0.1: create an avatar from the sample portrait, drive 120 frames and receive them in
 order at the requested size, a wrong token refused, a runtime crash + restart on the same
-port survived. Skipped only when cmake or the C++ dev packages (libzmq3-dev, cppzmq-dev,
-libmsgpack-cxx-dev) are missing.
+port survived, a pending call failing Unavailable within 2 s of the runtime being killed or
+hung (heartbeats + socket monitor), a test that fails a CHECK or aborts leaving no runtime
+behind, and a short benchmark run with its deadline and drop budget. Skipped only when cmake
+or the C++ dev packages (libzmq3-dev, cppzmq-dev, libmsgpack-cxx-dev) are missing.
 """
 
 from __future__ import annotations

@@ -1,10 +1,18 @@
 // ctest cases for AvatarBridgeCore. Each case is one process:
 //   core_tests <case> --runtime <avatar-runtime> --portrait <png>
 // The runtime cases start a real `avatar-runtime serve` on loopback.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <functional>
+#include <future>
 #include <map>
 #include <thread>
 
@@ -173,6 +181,87 @@ int TestRestart(const Args& args) {
     return 0;
 }
 
+// A CreateAvatar is running on the runtime when it is killed (SIGKILL) or hung (SIGSTOP):
+// the call must fail Unavailable within 2 s, well before its 120 s create timeout, because
+// the ZMTP heartbeats / socket monitor notice. Then the client reaches a new runtime.
+int TestLiveness(const Args& args, bool hang) {
+    const std::string data_dir = MakeTempDir();
+    auto runtime = StartRuntime(args, data_dir);
+    auto client = ConnectOrDie(runtime->endpoint());  // connected: the heartbeats are running
+    CHECK(client->options().create_timeout >= 60s);
+    auto pending = std::async(std::launch::async,
+                              [&] { return client->CreateAvatar(ReadFile(args.portrait)); });
+    std::this_thread::sleep_for(300ms);  // the request is on the runtime (a create takes ~1 s+)
+    CHECK(pending.wait_for(0s) == std::future_status::timeout);
+    const auto hit = std::chrono::steady_clock::now();
+    if (hang) runtime->Pause();
+    else runtime->Kill();
+    CHECK(pending.wait_for(5s) == std::future_status::ready);
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - hit).count();
+    const auto result = pending.get();
+    std::printf("%s: CreateAvatar failed after %.0f ms: %s\n", hang ? "SIGSTOP" : "SIGKILL", ms,
+                result.status().ToString().c_str());
+    CHECK(!result.ok() && result.status().code() == ErrorCode::Unavailable);
+    CHECK(result.status().message().find("lost the connection") != std::string::npos);
+    // Heartbeats bound a hang by the next PING (<= 500 ms) + the 1500 ms timeout.
+    CHECK(ms < (hang ? 2150.0 : 500.0));
+    runtime->Stop();
+    auto fresh = StartRuntime(args, data_dir, "", runtime->endpoint());  // same port
+    CHECK_OK(client->Ping());
+    return 0;
+}
+
+bool Alive(pid_t pid) {
+    if (kill(pid, 0) != 0) return errno != ESRCH;
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string skip, state;
+    return !(stat >> skip >> skip >> state) || state != "Z";  // a zombie has exited
+}
+
+// A test process that starts a runtime and then fails a CHECK (std::exit) or aborts must
+// not leave the runtime running. The failing test runs in a forked child; this process
+// checks that the runtime the child started is gone soon after the child ended.
+int TestNoOrphan(const Args& args, bool abort_instead) {
+    const std::string data_dir = MakeTempDir();
+    int fds[2];
+    CHECK(pipe(fds) == 0);
+    const pid_t child = fork();
+    CHECK(child >= 0);
+    if (child == 0) {
+        close(fds[0]);
+        auto runtime = StartRuntime(args, data_dir);
+        const long pid = runtime->pid();
+        if (write(fds[1], &pid, sizeof pid) != sizeof pid) _exit(3);
+        close(fds[1]);
+        if (abort_instead) std::abort();
+        const bool deliberately_failing = false;
+        CHECK(deliberately_failing);
+        _exit(0);
+    }
+    close(fds[1]);
+    long pid = 0;
+    const bool got = read(fds[0], &pid, sizeof pid) == sizeof pid;
+    close(fds[0]);
+    int status = 0;
+    CHECK(waitpid(child, &status, 0) == child);
+    const auto ended = std::chrono::steady_clock::now();
+    CHECK(got && pid > 1);
+    if (abort_instead) CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+    else CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+    while (Alive(pid_t(pid))) {
+        if (std::chrono::steady_clock::now() - ended > 10s) {
+            kill(pid_t(pid), SIGKILL);  // clean up, then fail
+            std::fprintf(stderr, "the runtime (pid %ld) outlived the failed test\n", pid);
+            return 1;
+        }
+        std::this_thread::sleep_for(20ms);
+    }
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - ended).count();
+    std::printf("%s: the runtime (pid %ld) was gone %.0f ms after the test process ended\n",
+                abort_instead ? "abort" : "failed CHECK", pid, ms);
+    return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -180,6 +269,10 @@ int main(int argc, char** argv) {
         {"coordinates", TestCoordinates}, {"unreachable", TestUnreachable},
         {"create_drive", TestCreateAndDrive}, {"bad_token", TestBadToken},
         {"restart", TestRestart},
+        {"liveness_kill", [](const Args& a) { return TestLiveness(a, false); }},
+        {"liveness_hang", [](const Args& a) { return TestLiveness(a, true); }},
+        {"no_orphan_check", [](const Args& a) { return TestNoOrphan(a, false); }},
+        {"no_orphan_abort", [](const Args& a) { return TestNoOrphan(a, true); }},
     };
     if (argc < 2 || !cases.count(argv[1])) {
         std::fprintf(stderr, "usage: core_tests <case> --runtime EXE --portrait PNG; cases:");

@@ -1,5 +1,6 @@
 #include "TestSupport.h"
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <iterator>
@@ -72,6 +73,13 @@ bool Recorder::WaitForSequenceAbove(uint64_t sequence, std::chrono::milliseconds
                              [&] { return !sequences_.empty() && sequences_.back() > sequence; });
 }
 
+size_t Recorder::CountBetween(uint64_t first, uint64_t last) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    size_t n = 0;
+    for (uint64_t s : sequences_) n += s >= first && s <= last;
+    return n;
+}
+
 std::vector<uint64_t> Recorder::sequences() const {
     std::lock_guard<std::mutex> lock(mutex_);
     return sequences_;
@@ -104,4 +112,31 @@ bool DrivePaced(DriveSession& session, Recorder& recorder, uint64_t first, size_
         if (!session.PushMotion(TestMotion(first + i)).ok()) return false;
     }
     return recorder.WaitForCount(base + count, timeout);
+}
+
+PacedRun DriveWithin(DriveSession& session, Recorder& recorder, uint64_t first, size_t count,
+                     size_t window, std::chrono::milliseconds stall, Clock::time_point deadline) {
+    using std::chrono::milliseconds;
+    PacedRun run;
+    const auto started = Clock::now();
+    auto wait_for_answer = [&](uint64_t sequence) {  // `sequence` or a later one arrived
+        const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
+        const milliseconds budget = std::max(milliseconds(1), std::min(stall, left));
+        return sequence < first || recorder.WaitForSequenceAbove(sequence - 1, budget);
+    };
+    for (size_t i = 0; i < count; ++i) {
+        if (Clock::now() >= deadline) {
+            run.deadline_hit = true;
+            break;
+        }
+        if (i >= window) wait_for_answer(first + i - window);
+        recorder.MarkPushed(first + i);
+        if (!session.PushMotion(TestMotion(first + i)).ok()) break;
+        ++run.pushed;
+    }
+    if (run.pushed) wait_for_answer(first + run.pushed - 1);
+    run.seconds = std::chrono::duration<double>(Clock::now() - started).count();
+    run.received = run.pushed ? recorder.CountBetween(first, first + run.pushed - 1) : 0;
+    run.dropped = run.pushed - run.received;
+    return run;
 }

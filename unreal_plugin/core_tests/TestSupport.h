@@ -51,6 +51,8 @@ public:
     void MarkPushed(uint64_t sequence);
     bool WaitForCount(size_t count, std::chrono::milliseconds timeout);
     bool WaitForSequenceAbove(uint64_t sequence, std::chrono::milliseconds timeout);
+    // Frames received with a sequence in [first, last].
+    size_t CountBetween(uint64_t first, uint64_t last) const;
 
     std::vector<uint64_t> sequences() const;
     std::vector<double> latencies_ms() const;  // push -> receive, per received frame
@@ -68,5 +70,21 @@ private:
 };
 
 // Pushes sequences [first, first + count) keeping at most `window` unanswered; false on timeout.
+// Exact: every frame must arrive (a correctness check; see DriveWithin for measurements).
 bool DrivePaced(avatar_bridge::DriveSession& session, Recorder& recorder, uint64_t first,
                 size_t count, size_t window, std::chrono::milliseconds timeout);
+
+// What DriveWithin managed: frames pushed and received, the rest counted as dropped.
+struct PacedRun {
+    size_t pushed = 0, received = 0, dropped = 0;
+    double seconds = 0;
+    bool deadline_hit = false;  // stopped pushing at the deadline
+};
+
+// Like DrivePaced, for measurements on a busy machine: a frame counts as answered once it or
+// a later one has arrived (the runtime's latest-wins may drop it), a wait that sees nothing
+// for `stall` gives the outstanding frames up as dropped and goes on, and nothing is pushed
+// after `deadline`. Never waits longer than the deadline plus one stall.
+PacedRun DriveWithin(avatar_bridge::DriveSession& session, Recorder& recorder, uint64_t first,
+                     size_t count, size_t window, std::chrono::milliseconds stall,
+                     std::chrono::steady_clock::time_point deadline);

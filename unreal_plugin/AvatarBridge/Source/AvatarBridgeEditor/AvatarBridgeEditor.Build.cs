@@ -1,4 +1,5 @@
-// Editor-only: the "Import Avatar glTF..." menu entry (UncookedOnly, never in packaged builds).
+// Editor-only: the "Import Avatar glTF..." menu entry. Type Editor in the .uplugin: it depends on
+// UnrealEd and ToolMenus, which exist only in editor builds (never in packaged games).
 using UnrealBuildTool;
 
 public class AvatarBridgeEditor : ModuleRules

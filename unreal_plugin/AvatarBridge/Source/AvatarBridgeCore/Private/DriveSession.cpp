@@ -58,7 +58,7 @@ void DriveSession::Impl::Start() {
     wake_tx_ = std::make_unique<zmq::socket_t>(*context_, zmq::socket_type::pair);
     wake_tx_->set(zmq::sockopt::linger, 0);
     wake_tx_->connect(pipe);
-    socket_ = sockets::Dealer(*context_, endpoint_);
+    Connect();
     thread_ = std::thread([this] { Run(); });
 }
 

@@ -42,6 +42,7 @@ private:
     void OnError(const Status& error);
     void Heartbeat();
     void Reconnect();
+    void Connect();
     void SetState(DriveState state, Status error = Status::Ok());
 
     const sockets::Context context_;
@@ -68,6 +69,7 @@ private:
     // IO thread only.
     std::unique_ptr<zmq::socket_t> wake_rx_;
     std::unique_ptr<zmq::socket_t> socket_;
+    std::unique_ptr<zmq::socket_t> monitor_;  // socket_'s connection events
     Phase phase_ = Phase::Open;
     int64_t request_id_ = 0;
     sockets::Clock::time_point last_rx_, last_ping_, retry_at_;

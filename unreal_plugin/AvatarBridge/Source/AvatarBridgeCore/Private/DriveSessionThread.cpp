@@ -39,13 +39,19 @@ void DriveSession::Impl::Run() {
             if (phase_ == Phase::Streaming) FlushOutgoing();
 
             std::vector<zmq::pollitem_t> items = {{socket_->handle(), 0, ZMQ_POLLIN, 0},
-                                                  {wake_rx_->handle(), 0, ZMQ_POLLIN, 0}};
+                                                  {wake_rx_->handle(), 0, ZMQ_POLLIN, 0},
+                                                  {monitor_->handle(), 0, ZMQ_POLLIN, 0}};
             zmq::poll(items, kPollInterval);
             if (items[1].revents & ZMQ_POLLIN) {
                 zmq::message_t drained;
                 while (wake_rx_->recv(drained, zmq::recv_flags::dontwait)) {}
             }
             if (items[0].revents & ZMQ_POLLIN) ReceiveAll();
+            if ((items[2].revents & ZMQ_POLLIN) && sockets::LostConnection(*monitor_) &&
+                phase_ != Phase::Open && phase_ != Phase::Closed) {
+                Reconnect();  // the runtime died or missed its heartbeats: re-open the session
+                continue;
+            }
             Heartbeat();
         }
         if (phase_ == Phase::Streaming || phase_ == Phase::AwaitStarted) {
@@ -54,8 +60,15 @@ void DriveSession::Impl::Run() {
     } catch (const std::exception& e) {
         SetState(DriveState::Failed, Status(ErrorCode::Internal, std::string("drive thread: ") + e.what()));
     }
+    monitor_.reset();
     socket_.reset();
     wake_rx_.reset();
+}
+
+void DriveSession::Impl::Connect() {
+    sockets::Dealer dealer = sockets::ConnectDealer(*context_, endpoint_);
+    monitor_ = std::move(dealer.monitor);
+    socket_ = std::move(dealer.socket);
 }
 
 void DriveSession::Impl::SendHeader() {
@@ -165,7 +178,7 @@ void DriveSession::Impl::Heartbeat() {
 }
 
 void DriveSession::Impl::Reconnect() {
-    socket_ = sockets::Dealer(*context_, endpoint_);  // a fresh identity; old replies are gone
+    Connect();  // a fresh identity; old replies are gone
     phase_ = Phase::Open;
     retry_at_ = Clock::now() + session_.retry_delay;
     {

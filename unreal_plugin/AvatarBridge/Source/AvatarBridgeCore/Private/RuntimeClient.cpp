@@ -11,18 +11,21 @@ namespace avatar_bridge {
 struct RuntimeClient::Impl {
     ClientOptions options;
     sockets::Context context = std::make_shared<zmq::context_t>(1);
-    std::mutex mutex;  // one call at a time on `socket`
-    std::unique_ptr<zmq::socket_t> socket;
+    std::mutex mutex;  // one call at a time on `dealer`
+    sockets::Dealer dealer;
 
     // Sends `request` and returns the final reply (error replies become a Status). A call that
-    // times out resets the socket, so late replies and queued requests are discarded.
+    // times out, or whose connection drops (the monitor's DISCONNECTED: the runtime died or
+    // missed its heartbeats), resets the socket, so late replies and queued requests are
+    // discarded and the next call reaches a restarted runtime.
     Result<wire::Reply> Call(const wire::Bytes& request, int64_t request_id,
                              std::chrono::milliseconds timeout) {
         std::lock_guard<std::mutex> lock(mutex);
         try {
-            if (!socket) socket = sockets::Dealer(*context, options.endpoint);
-            if (!sockets::SendWithin(*socket, request, timeout)) {
-                socket.reset();
+            if (!dealer) dealer = sockets::ConnectDealer(*context, options.endpoint);
+            sockets::LostConnection(*dealer.monitor);  // drops while idle: libzmq reconnects
+            if (!sockets::SendWithin(*dealer.socket, request, timeout)) {
+                dealer.reset();
                 return Status(ErrorCode::Unavailable, "avatar-runtime is not reachable at " +
                                                           options.endpoint);
             }
@@ -30,21 +33,31 @@ struct RuntimeClient::Impl {
             while (true) {
                 const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
                     deadline - sockets::Clock::now());
-                auto message = left.count() > 0 ? sockets::Receive(*socket, left) : std::nullopt;
-                if (!message) {
-                    socket.reset();
+                zmq::pollitem_t items[] = {{dealer.socket->handle(), 0, ZMQ_POLLIN, 0},
+                                           {dealer.monitor->handle(), 0, ZMQ_POLLIN, 0}};
+                if (left.count() <= 0 || zmq::poll(items, 2, left) <= 0) {
+                    dealer.reset();
                     return Status(ErrorCode::DeadlineExceeded,
                                   "no reply from avatar-runtime within " +
                                       std::to_string(timeout.count()) + " ms");
                 }
-                Result<wire::Reply> reply = wire::ParseReply(message->data(), message->size());
+                if ((items[1].revents & ZMQ_POLLIN) && sockets::LostConnection(*dealer.monitor)) {
+                    dealer.reset();
+                    return sockets::ConnectionLost(options.endpoint);
+                }
+                zmq::message_t message;
+                if (!(items[0].revents & ZMQ_POLLIN) ||
+                    !dealer.socket->recv(message, zmq::recv_flags::dontwait)) {
+                    continue;
+                }
+                Result<wire::Reply> reply = wire::ParseReply(message.data(), message.size());
                 if (!reply.ok()) return reply.status();
                 if (reply->request_id != request_id) continue;  // a late reply to an old call
                 if (!reply->error.ok()) return reply->error;
                 if (reply->last) return reply;
             }
         } catch (const std::exception& e) {
-            socket.reset();
+            dealer.reset();
             return Status(ErrorCode::Internal, std::string("ZeroMQ: ") + e.what());
         }
     }
