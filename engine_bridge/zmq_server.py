@@ -48,7 +48,10 @@ CALLS: dict[str, tuple[type, str, bool]] = {
 KINDS = (*CALLS, "Drive", "Health")
 SEND_HWM = 16  # messages libzmq queues per peer; beyond it replies wait in our backlog
 MAX_BACKLOG = 1024  # replies waiting for one peer (streams are bounded by their window)
-HEARTBEAT_IVL_MS, HEARTBEAT_TIMEOUT_MS = 1000, 3000  # drop peers that stopped answering pings
+# Drop peers that stopped answering pings (a host that vanished without closing). Longer than
+# stall_timeout_s: a peer whose receive queue is full cannot read our PINGs' answers either,
+# and such a slow reader must get RESOURCE_EXHAUSTED, not a silent disconnect.
+HEARTBEAT_IVL_MS, HEARTBEAT_TIMEOUT_MS = 5000, 45000
 BACKLOG_POLL_MS = 5
 
 
@@ -210,6 +213,7 @@ class ZmqServer:
         if out.droppable:
             if out.session is not None:
                 out.session.output_dropped += 1
+            self.handlers.metrics.frames_dropped.inc()
             return
         waiting = self._backlog.setdefault(peer, deque())
         if len(waiting) >= MAX_BACKLOG:
@@ -291,11 +295,13 @@ class ZmqServer:
             self._dispatch(route, kind, request_id, body)
         except AvatarError as error:
             bad_input_log.warning("ZeroMQ request refused: %s %s", error.code, error.message[:200])
+            self.handlers.metrics.refused("zmq", kind if kind in KINDS else "?", error, route[0].hex())
             self._reply(route, kind if isinstance(kind, str) else None,
                         request_id if _valid_id(request_id) else None, error=error)
         except Exception as exc:  # noqa: BLE001
-            self._reply(route, None, request_id if _valid_id(request_id) else None,
-                        error=internal_error(exc))
+            error = internal_error(exc)
+            self.handlers.metrics.refused("zmq", kind if kind in KINDS else "?", error, route[0].hex())
+            self._reply(route, None, request_id if _valid_id(request_id) else None, error=error)
 
     def _check_envelope(self, envelope: Any) -> tuple[str, Any]:
         if not isinstance(envelope, dict):
@@ -329,6 +335,10 @@ class ZmqServer:
 
     def _call(self, route, kind, request_id, method: str, request, streams: bool) -> None:
         """Worker thread: run one handler, post its reply (or replies, flow-controlled)."""
+        with self.handlers.metrics.request("zmq", kind, route[0].hex()) as record:
+            self._run_call(route, kind, request_id, method, request, streams, record)
+
+    def _run_call(self, route, kind, request_id, method: str, request, streams: bool, record) -> None:
         credit = _Credit(self.limits.stream_window) if streams else None
         result = None
         try:
@@ -343,11 +353,14 @@ class ZmqServer:
                 previous = codec.to_dict(message)
             self._post_streamed(route, _reply_map(kind, request_id, previous or {}), credit)
         except _PeerGone:
-            pass  # nobody to tell
+            record.fail("CANCELLED")  # nobody to tell
         except AvatarError as error:
+            record.fail(error)
             self._post(_Outgoing(route, _error_map(kind, request_id, error), purge=credit))
         except Exception as exc:  # noqa: BLE001
-            self._post(_Outgoing(route, _error_map(kind, request_id, internal_error(exc)), purge=credit))
+            error = internal_error(exc, record.request_id)
+            record.fail(error)
+            self._post(_Outgoing(route, _error_map(kind, request_id, error), purge=credit))
         finally:
             close = getattr(result, "close", None)
             if close is not None:
@@ -407,17 +420,22 @@ class ZmqServer:
     def _run_drive(self, key: tuple, session: _Session, plan: DrivePlan) -> None:
         route, request_id = session.route, session.request_id
         client = route[0].hex()
+        record = None
         try:
-            for response in self.handlers.drive(plan, session.inbox, client):
-                kind = response.WhichOneof("kind")
-                self._post(_Outgoing(route, _reply_map("Drive", request_id, codec.to_dict(response),
-                                                       last=kind == "status"),
-                                     session=session, droppable=kind == "frame"))
+            with self.handlers.metrics.request("zmq", "Drive", client) as record:
+                record.fields["avatar_id"] = plan.avatar_id
+                for response in self.handlers.drive(plan, session.inbox, client):
+                    kind = response.WhichOneof("kind")
+                    if kind == "status":
+                        record.fields["frames_rendered"] = response.status.frames_rendered
+                    self._post(_Outgoing(route, _reply_map("Drive", request_id, codec.to_dict(response),
+                                                           last=kind == "status"),
+                                         session=session, droppable=kind == "frame"))
         except AvatarError as error:
             self._post(_Outgoing(route, _error_map("Drive", request_id, error), session=session))
         except Exception as exc:  # noqa: BLE001
-            self._post(_Outgoing(route, _error_map("Drive", request_id, internal_error(exc)),
-                                 session=session))
+            error = internal_error(exc, record.request_id if record is not None else None)
+            self._post(_Outgoing(route, _error_map("Drive", request_id, error), session=session))
         finally:
             self._post(_Outgoing(route, None, after=lambda: self._forget(key)))
             self._drive_threads.discard(threading.current_thread())

@@ -93,21 +93,41 @@ def test_export_to_a_slow_reader_is_complete(servers, astronaut_id, reference_gl
     assert bytes(received) == reference_glb
 
 
-def test_zmq_reader_that_stops_gets_resource_exhausted(servers, astronaut_id):
-    """A peer that reads nothing: the stream ends with an error, never a silent `last`."""
+def test_zmq_reader_that_stops_gets_resource_exhausted(servers, astronaut_id, reference_glb):
+    """A peer that reads nothing: its streams end with an error, never a silent `last` over
+    missing data. Six exports (~40 MB) outgrow every buffer between the two sockets."""
     sock = raw_dealer(servers.zmq_address, RCVHWM=1, RCVBUF=4096)
     body = {"avatar_id": astronaut_id, "chunk_bytes": 4 * KiB}
-    sock.send(codec.pack({"kind": "ExportMesh", "request_id": 1, "body": body}))
-    with servers.client("zmq") as other:  # the server keeps answering others meanwhile
-        for _ in range(5):
+    for request_id in range(1, 7):
+        sock.send(codec.pack({"kind": "ExportMesh", "request_id": request_id, "body": body}))
+    # Not reading for 6 s: the exports are made (~0.3 s each), fill the buffers, then wait
+    # past stall_timeout_s (1.5 s). The server keeps answering others meanwhile.
+    with servers.client("zmq") as other:
+        for _ in range(15):
             started = time.monotonic()
             assert other.health() == "SERVING" and time.monotonic() - started < 0.5
             time.sleep(0.4)
-    got = list(replies(sock, 1, timeout_s=10))
+    data: dict[int, bytearray] = {i: bytearray() for i in range(1, 7)}
+    ends: dict[int, dict] = {}
+    while len(ends) < 6:
+        assert sock.poll(10_000), "no reply"
+        reply = msgpack.unpackb(sock.recv(), raw=False)
+        if "body" in reply:
+            data[reply["request_id"]] += reply["body"]["data"]
+        if reply["last"]:
+            ends[reply["request_id"]] = reply
     sock.close()
-    assert "error" in got[-1] and got[-1]["error"]["code"] == "RESOURCE_EXHAUSTED"
-    assert "read no reply" in got[-1]["error"]["message"]
-    assert not any(r["body"].get("last") for r in got[:-1])  # no file claimed complete
+    stalled = [r for r in ends.values() if "error" in r]
+    assert stalled, "no stream stalled: the test did not outgrow the buffers"
+    for reply in stalled:
+        assert reply["error"]["code"] == "RESOURCE_EXHAUSTED"
+        assert "read no reply" in reply["error"]["message"]
+    for request_id, reply in ends.items():
+        if "error" not in reply:  # a stream that did finish is complete and verified
+            assert bytes(data[request_id]) == reference_glb
+            assert reply["body"]["sha256"] == hashlib.sha256(reference_glb).hexdigest()
+        else:
+            assert len(data[request_id]) < len(reference_glb)
 
 
 # -- 2. header-less Drive streams starve nothing --------------------------------------------
