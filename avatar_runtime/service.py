@@ -6,15 +6,16 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
 from .avatar import Avatar
-from .errors import FailedPrecondition, InvalidArgument, LimitExceeded
+from .errors import AvatarNotFound, FailedPrecondition, InvalidArgument, LimitExceeded
 from .faces.detector import FaceAnalyzer, shared_analyzer
 from .faces.image import decode_image
 from .head.model import HeadModel, load_head_model
@@ -23,12 +24,14 @@ from .lru import LruCache
 from .mesh.export import mesh_files
 from .mesh.inputs import check_expression
 from .motion.calibration import ResponseCalibration
+from .motion.features import neutral_from_source
 from .motion.frame import MotionFrame
 from .motion.pose import quat_to_matrix
 from .motion.response import ExpressionResponse
 from .motion.smoothing import MotionSmoother
-from .motion.solver import MotionSolver
+from .motion.solver import MotionSolver, Neutral
 from .reconstruct.fit_reconstructor import FitReconstructor
+from .reconstruct.fit import FitResult
 from .render.camera import Camera
 from .render.mesh_renderer import MeshRenderer, RenderOutput
 from .store import AvatarStore
@@ -36,6 +39,9 @@ from .store import AvatarStore
 log = logging.getLogger(__name__)
 Progress = Callable[[str, float], None]
 RECONSTRUCTORS = ("fit", "portrait4d")
+# Tensors of an avatar's neutral: features at rest (estimated from the source photo, or a
+# calibrated neutral frame's), that estimate kept, and a calibrated frame's fitted weights.
+NEUTRAL_FEATURES, SOURCE_NEUTRAL, NEUTRAL_WEIGHTS = "neutral_features", "source_neutral", "neutral_weights"
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,10 @@ class AvatarService:
         self.analyzer.all_landmarks(np.zeros((64, 64, 3), np.uint8))
         self.analyzer.matte(np.zeros((64, 64, 3), np.uint8))
 
+    def store_ok(self) -> bool:
+        """The avatar store can take writes (readiness): its folder is there and writable."""
+        return self.store.root.is_dir() and os.access(self.store.root, os.W_OK | os.X_OK)
+
     # -- avatars ---------------------------------------------------------------------
     def create(self, image: bytes, name: str = "", reconstructor: str = "fit",
                progress: Progress = lambda stage, fraction: None) -> dict:
@@ -105,6 +115,7 @@ class AvatarService:
         avatar = self.reconstructor.create(rgb, avatar_id, name or f"avatar-{avatar_id[:6]}", progress,
                                            crop_size=crop)
         avatar.reconstructor = reconstructor
+        avatar.tensors[NEUTRAL_FEATURES] = self._source_neutral(rgb, avatar)
         self.store.put(avatar)
         if self._calibrate_after_create:
             self.calibration.start(avatar_id)
@@ -162,7 +173,8 @@ class AvatarService:
         tensors = self.store.get(avatar_id).tensors
         return self.solver.solve_image(rgb, tensors["identity"], sequence, timecode,
                                        bias=tensors.get("landmark_bias"),
-                                       response=self.calibration.get(avatar_id))
+                                       response=self.calibration.get(avatar_id),
+                                       neutral=_neutral_of(tensors))
 
     def solve_landmarks(self, avatar_id: str, landmarks: np.ndarray, width: int, height: int,
                         sequence: int = 0, timecode: float = 0.0) -> MotionFrame:
@@ -171,7 +183,39 @@ class AvatarService:
         tensors = self.store.get(avatar_id).tensors
         return self.solver.solve_landmarks(landmarks, width, height, tensors["identity"], sequence,
                                            timecode, bias=tensors.get("landmark_bias"),
-                                           response=self.calibration.get(avatar_id))[0]
+                                           response=self.calibration.get(avatar_id),
+                                           neutral=_neutral_of(tensors))[0]
+
+    def calibrate_neutral(self, avatar_id: str, image: bytes | None = None,
+                          landmarks: np.ndarray | None = None, width: int = 0,
+                          height: int = 0) -> MotionFrame:
+        """Take one frame of the driving face at rest (image bytes, or MediaPipe landmarks
+        [478, 3] in pixels of a width x height image) as the avatar's neutral, as Live Link
+        Face's calibration does: from now on every solve for this avatar reads motion
+        relative to it (kept with the avatar). Returns that frame as now solved: all zero,
+        up to the channels no feature or fit explains."""
+        if (image is None) == (landmarks is None):
+            raise InvalidArgument("calibrate_neutral takes one neutral frame: an image or landmarks")
+        if image is not None:
+            rgb = decode_image(image, self.limits.image)
+            landmarks, height, width = self.analyzer.landmarks(rgb).landmarks, *rgb.shape[:2]
+        avatar = self.store.get(avatar_id)
+        t = avatar.tensors
+        _, fit = self.solver.solve_landmarks(landmarks, width, height, t["identity"],
+                                             bias=t.get("landmark_bias"),
+                                             response=self.calibration.get(avatar_id))
+        tensors = {**t, NEUTRAL_FEATURES: self.solver.observe(landmarks, fit).astype(np.float32),
+                   NEUTRAL_WEIGHTS: fit.expression.astype(np.float32)}
+        if not self.store.put(replace(avatar, tensors=tensors), replace_only=True):
+            raise AvatarNotFound(f"avatar {avatar_id!r} was deleted")
+        return self.solve_landmarks(avatar_id, landmarks, width, height)
+
+    def reset_neutral(self, avatar_id: str) -> None:
+        """Forget a calibrated neutral: back to the one estimated from the source photo."""
+        avatar = self.store.get(avatar_id)
+        tensors = {k: v for k, v in avatar.tensors.items() if k != NEUTRAL_WEIGHTS}
+        tensors[NEUTRAL_FEATURES] = tensors.get(SOURCE_NEUTRAL, tensors.get(NEUTRAL_FEATURES))
+        self.store.put(replace(avatar, tensors=tensors), replace_only=True)
 
     def motion_from_code(self, avatar_id: str, code: np.ndarray, sequence: int = 0,
                          timecode: float = 0.0) -> MotionFrame:
@@ -243,6 +287,20 @@ class AvatarService:
             planes = driver.model.animate(driver.cache, motion_batch([motion], driver.device))
         return driver.model.field(planes[0])
 
+    def _source_neutral(self, rgb: np.ndarray, avatar: Avatar) -> np.ndarray:
+        """[F] the avatar's features at rest: the source photo's, less the expression the
+        fit read on it (motion/features.py)."""
+        from .reconstruct.fit_reconstructor import WORK_SIDE
+        from .faces.image import fit_within
+
+        landmarks = self.analyzer.landmarks(fit_within(rgb, WORK_SIDE)).landmarks
+        fit = FitResult(avatar.tensors["source_rotation"], np.zeros(3), avatar.tensors["identity"],
+                        avatar.tensors["source_expression"], np.zeros(len(landmarks)))
+        observed = self.solver.observe(landmarks, fit)
+        neutral = neutral_from_source(observed, avatar.tensors["source_expression"]).astype(np.float32)
+        avatar.tensors[SOURCE_NEUTRAL] = neutral
+        return neutral
+
     def _measure_response(self, avatar: Avatar, stop: threading.Event) -> ExpressionResponse | None:
         return self.solver.measure_response(avatar.tensors["identity"], avatar.tensors["texture"], stop)
 
@@ -265,6 +323,14 @@ class AvatarService:
             raise InvalidArgument("camera c2w must be a rigid camera-to-world transform: its upper-left "
                                   "3x3 a rotation (orthonormal, det +1, within 1e-3) and its bottom "
                                   "row 0 0 0 1")
+
+
+def _neutral_of(tensors: dict) -> Neutral | None:
+    """The avatar's neutral (calibrated, else estimated at create); None for avatars
+    stored before neutrals existed: their solves read every channel from the fit."""
+    if NEUTRAL_FEATURES not in tensors:
+        return None
+    return Neutral(np.asarray(tensors[NEUTRAL_FEATURES], np.float64), tensors.get(NEUTRAL_WEIGHTS))
 
 
 def avatar_id_for(image: bytes, reconstructor: str, name: str = "") -> str:

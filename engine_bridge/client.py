@@ -166,12 +166,15 @@ class AvatarClient(ABC):
         from .convert import avatar_from_proto
 
         request = pb.CreateAvatarRequest(image=bytes(image_bytes), name=name, reconstructor=reconstructor)
+        avatar = None
         for event in self._stream("CreateAvatar", request, pb.CreateAvatarEvent, timeout):
-            if event.HasField("avatar"):
-                return avatar_from_proto(event.avatar)
-            if progress is not None:
+            if event.HasField("avatar"):  # the last event: read on to the stream's clean end
+                avatar = avatar_from_proto(event.avatar)
+            elif progress is not None:
                 progress(event.progress.stage, event.progress.fraction)
-        raise BridgeError("INTERNAL", "CreateAvatar ended without an avatar")
+        if avatar is None:
+            raise BridgeError("INTERNAL", "CreateAvatar ended without an avatar")
+        return avatar
 
     def get_avatar(self, avatar_id: str, timeout: float | None = 30.0) -> dict:
         from .convert import avatar_from_proto

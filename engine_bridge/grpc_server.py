@@ -90,30 +90,36 @@ class AvatarRuntimeServicer:
         self._pending_by_client: dict[str, int] = {}
 
     # -- plumbing ----------------------------------------------------------------------
-    async def _abort(self, context: grpc.aio.ServicerContext, exc: BaseException) -> None:
-        error = exc if isinstance(exc, AvatarError) else internal_error(exc)
+    def _record(self, method: str, context):
+        return self.handlers.metrics.request("grpc", method, context.peer() or "")
+
+    async def _abort(self, context: grpc.aio.ServicerContext, exc: BaseException, record) -> None:
+        error = exc if isinstance(exc, AvatarError) else internal_error(exc, record.request_id)
+        record.fail(error)
         if error.code != "INTERNAL":
             bad_input_log.warning("gRPC request refused: %s %s", error.code, error.message[:200])
         await context.abort(status_code(error), error.message)
 
-    async def _unary(self, context, call: Callable, request):
-        try:
-            if isinstance(request, Malformed):
-                raise request.error()
-            return await asyncio.get_running_loop().run_in_executor(self._pool, call, request)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a status
-            await self._abort(context, exc)
+    async def _unary(self, context, method: str, call: Callable, request):
+        with self._record(method, context) as record:
+            try:
+                if isinstance(request, Malformed):
+                    raise request.error()
+                return await asyncio.get_running_loop().run_in_executor(self._pool, call, request)
+            except Exception as exc:  # noqa: BLE001 - every failure becomes a status
+                await self._abort(context, exc, record)
 
-    async def _stream(self, context, call: Callable[..., Iterator], request) -> AsyncIterator:
-        try:
-            if isinstance(request, Malformed):
-                raise request.error()
-            async for item in self._iterate(call(request)):
-                yield item
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            await self._abort(context, exc)
+    async def _stream(self, context, method: str, call: Callable[..., Iterator], request) -> AsyncIterator:
+        with self._record(method, context) as record:
+            try:
+                if isinstance(request, Malformed):
+                    raise request.error()
+                async for item in self._iterate(call(request)):
+                    yield item
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                await self._abort(context, exc, record)
 
     async def _iterate(self, items: Iterator) -> AsyncIterator:
         """A blocking iterator, advanced on the pool; closed on the pool when abandoned."""
@@ -137,26 +143,26 @@ class AvatarRuntimeServicer:
     # aio tells handler kinds apart by function type: these must be coroutine functions or
     # async generator functions themselves.
     async def CreateAvatar(self, request, context):
-        async for event in self._stream(context, self.handlers.create_avatar, request):
+        async for event in self._stream(context, "CreateAvatar", self.handlers.create_avatar, request):
             yield event
 
     async def GetAvatar(self, request, context):
-        return await self._unary(context, self.handlers.get_avatar, request)
+        return await self._unary(context, "GetAvatar", self.handlers.get_avatar, request)
 
     async def ListAvatars(self, request, context):
-        return await self._unary(context, self.handlers.list_avatars, request)
+        return await self._unary(context, "ListAvatars", self.handlers.list_avatars, request)
 
     async def DeleteAvatar(self, request, context):
-        return await self._unary(context, self.handlers.delete_avatar, request)
+        return await self._unary(context, "DeleteAvatar", self.handlers.delete_avatar, request)
 
     async def RenderFrame(self, request, context):
-        return await self._unary(context, self.handlers.render_frame, request)
+        return await self._unary(context, "RenderFrame", self.handlers.render_frame, request)
 
     async def SolveMotion(self, request, context):
-        return await self._unary(context, self.handlers.solve_motion, request)
+        return await self._unary(context, "SolveMotion", self.handlers.solve_motion, request)
 
     async def ExportMesh(self, request, context):
-        async for chunk in self._stream(context, self.handlers.export_mesh, request):
+        async for chunk in self._stream(context, "ExportMesh", self.handlers.export_mesh, request):
             yield chunk
 
     async def Drive(self, requests: AsyncIterator, context) -> AsyncIterator[pb.DriveResponse]:
@@ -165,21 +171,25 @@ class AvatarRuntimeServicer:
         client = context.peer() or ""
         inbox = DriveInbox(self.limits.idle_timeout_s)
         reader = None
-        try:
-            header, requests = await self._await_header(requests, client)
-            plan = await asyncio.get_running_loop().run_in_executor(
-                self._pool, self.handlers.start_drive, header)
-            reader = asyncio.ensure_future(_read_frames(requests, inbox))
-            async for response in self._iterate(self.handlers.drive(plan, inbox, client)):
-                yield response
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            await self._abort(context, exc)
-        finally:
-            inbox.cancel()
-            if reader is not None:
-                reader.cancel()
+        with self._record("Drive", context) as record:
+            try:
+                header, requests = await self._await_header(requests, client)
+                record.fields["avatar_id"] = header.avatar_id
+                plan = await asyncio.get_running_loop().run_in_executor(
+                    self._pool, self.handlers.start_drive, header)
+                reader = asyncio.ensure_future(_read_frames(requests, inbox))
+                async for response in self._iterate(self.handlers.drive(plan, inbox, client)):
+                    if response.HasField("status"):
+                        record.fields["frames_rendered"] = response.status.frames_rendered
+                    yield response
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                await self._abort(context, exc, record)
+            finally:
+                inbox.cancel()
+                if reader is not None:
+                    reader.cancel()
 
     async def _await_header(self, requests: AsyncIterator, client: str) -> tuple[pb.DriveHeader, AsyncIterator]:
         """The header and the iterator of what follows; caps checked before reading anything."""
@@ -267,8 +277,9 @@ def _generic_handler(servicer: AvatarRuntimeServicer) -> grpc.GenericRpcHandler:
 class TokenInterceptor(grpc.aio.ServerInterceptor):
     """Every method but health needs the bearer token (when one is configured)."""
 
-    def __init__(self, security: Security):
+    def __init__(self, security: Security, metrics):
         self.security = security
+        self.metrics = metrics
 
     async def intercept_service(self, continuation, details: grpc.HandlerCallDetails):
         handler = await continuation(details)
@@ -282,6 +293,7 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):
             self.security.check_token(token)
         except AvatarError as error:
             bad_input_log.warning("gRPC %s refused: %s", details.method, error.message)
+            self.metrics.refused("grpc", details.method.rsplit("/", 1)[-1], error)
             return _refusing(handler, error)
         return handler
 
@@ -331,7 +343,7 @@ class GrpcServer:
         limits = self.handlers.limits
         self._server = grpc.aio.server(
             handlers=[_generic_handler(AvatarRuntimeServicer(self.handlers, self._pool))],
-            interceptors=[TokenInterceptor(security)],
+            interceptors=[TokenInterceptor(security, self.handlers.metrics)],
             options=[*channel_options(limits.max_message_bytes), ("grpc.so_reuseport", 0)])
         self.health_servicer = health.aio.HealthServicer()
         for name in ("", SERVICE_NAME):

@@ -28,6 +28,7 @@ from .config import BridgeLimits, DeadlineExceeded
 from .convert import (RenderOptions, SourceMotion, avatar_to_proto, frame_to_proto, motion_from_proto,
                       motion_or_source_from_proto, motion_to_proto)
 from .generated import pb
+from .metrics import RuntimeMetrics
 
 log = logging.getLogger(__name__)
 FrameTap = Callable[[str, MotionFrame], None]
@@ -38,9 +39,9 @@ MIN_CHUNK_BYTES = 1024
 CHUNK_OVERHEAD_BYTES = 4096  # MeshChunk fields + envelope around `data`
 
 
-def internal_error(exc: BaseException) -> AvatarError:
-    """Log an unexpected exception under a fresh request id; return the error to report."""
-    request_id = uuid.uuid4().hex[:12]
+def internal_error(exc: BaseException, request_id: str | None = None) -> AvatarError:
+    """Log an unexpected exception under the call's request id; return the error to report."""
+    request_id = request_id or uuid.uuid4().hex[:12]
     log.error("internal error (request %s)", request_id, exc_info=exc)
     return AvatarError(f"internal error (request id {request_id}); see the server log")
 
@@ -212,6 +213,8 @@ class RuntimeHandlers:
         self.service = service
         self.limits = limits
         self.sessions = SessionGate(limits.max_drive_sessions, limits.max_drive_sessions_per_client)
+        self.metrics = RuntimeMetrics(sessions=lambda: self.sessions.active,
+                                      avatars=lambda: len(service.store))
         self._frame_taps: list[FrameTap] = []
         self._feeds: dict[int, tuple[str, DriveInbox]] = {}
         self._feeds_lock = threading.Lock()
@@ -226,7 +229,9 @@ class RuntimeHandlers:
 
         def work() -> None:
             try:
+                started = time.perf_counter()
                 summary = self.service.create(req.image, req.name, req.reconstructor or "fit", progress)
+                self.metrics.create_seconds.observe(time.perf_counter() - started)
                 events.put(pb.CreateAvatarEvent(avatar=avatar_to_proto(summary)))
             except BaseException as exc:  # handed to the caller's thread below
                 events.put(exc)
@@ -259,8 +264,10 @@ class RuntimeHandlers:
         t0 = time.perf_counter()
         motion = self._motion(item, req.avatar_id)
         out = self.service.render(req.avatar_id, motion, camera)
-        return frame_to_proto(out, options, motion.sequence, motion.timecode,
-                              (time.perf_counter() - t0) * 1e3)
+        frame = frame_to_proto(out, options, motion.sequence, motion.timecode,
+                               (time.perf_counter() - t0) * 1e3)
+        self._count_frame("render", frame)
+        return frame
 
     def solve_motion(self, req: pb.SolveMotionRequest) -> pb.MotionFrame:
         frame = self.service.solve_motion(req.image, req.avatar_id or None, int(req.sequence),
@@ -312,6 +319,7 @@ class RuntimeHandlers:
                     item = Rejected(item.sequence, error)
                 if isinstance(item, Rejected):
                     inbox.commit()
+                    self.metrics.frame_errors.labels(item.error.code).inc()
                     yield pb.DriveResponse(error=pb.FrameError(
                         sequence=item.sequence, code=item.error.code, message=item.error.message))
                     continue
@@ -321,12 +329,19 @@ class RuntimeHandlers:
                 inbox.commit()
                 rendered += 1
                 self._tap(plan.avatar_id, frame)
-                yield pb.DriveResponse(frame=frame_to_proto(out, plan.options, frame.sequence,
-                                                            frame.timecode, render_ms))
+                wire = frame_to_proto(out, plan.options, frame.sequence, frame.timecode, render_ms)
+                self._count_frame("drive", wire)
+                yield pb.DriveResponse(frame=wire)
+            dropped = inbox.received - rendered - inbox.rejected
+            self.metrics.frames_dropped.inc(dropped)
             yield pb.DriveResponse(status=pb.DriveStatus(
-                frames_received=inbox.received, frames_rendered=rendered,
-                frames_dropped=inbox.received - rendered - inbox.rejected,
+                frames_received=inbox.received, frames_rendered=rendered, frames_dropped=dropped,
                 elapsed_s=time.perf_counter() - started))
+
+    def _count_frame(self, call: str, frame: pb.Frame) -> None:
+        self.metrics.frames_rendered.labels(call).inc()
+        self.metrics.render_seconds.observe(frame.render_ms / 1e3)
+        self.metrics.encode_seconds.observe(frame.encode_ms / 1e3)
 
     def _motion(self, item: MotionFrame | SourceMotion, avatar_id: str) -> MotionFrame:
         """Weights for a frame: as sent, or solved from its image / landmarks / motion code."""

@@ -33,6 +33,9 @@ def add_parser(subparsers) -> None:
                    help="gRPC listen address ('none' to disable; default: %(default)s)")
     p.add_argument("--zmq", default="tcp://127.0.0.1:5555", metavar="ENDPOINT",
                    help="ZeroMQ ROUTER endpoint ('none' to disable; default: %(default)s)")
+    p.add_argument("--http", default="none", metavar="HOST:PORT",
+                   help="operator HTTP port: /healthz, /readyz, /metrics (Prometheus); "
+                        "default: %(default)s (off)")
     p.add_argument("--data-dir", type=Path, default=Path("avatar_store"),
                    help="avatar store folder (default: ./%(default)s)")
     p.add_argument("--weights", type=Path, default=None,
@@ -80,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     """Start both servers, print their addresses, serve until SIGTERM/SIGINT."""
     try:
         security = _security(args)
-        for address in (args.grpc, args.zmq):
+        for address in (args.grpc, args.zmq, args.http):
             if _enabled(address):
                 require_token_off_loopback(address, security)
     except (ValueError, OSError) as exc:
@@ -95,15 +98,24 @@ def run(args: argparse.Namespace) -> int:
 
     from . import grpc_server, zmq_server
     from .handlers import RuntimeHandlers
+    from .ops_http import OpsHttpServer, Readiness
 
     limits = BridgeLimits(max_message_bytes=args.max_message_bytes,
                           max_drive_sessions=args.max_drive_sessions, max_fps=args.max_fps)
     service = AvatarService(args.data_dir, Limits(max_avatars=args.max_avatars),
                             portrait4d_weights=args.weights)
-    service.warm_up()
     handlers = RuntimeHandlers(service, limits)
+    readiness = Readiness()
+    readiness.add("mediapipe warmed up")
+    readiness.add("avatar store", service.store_ok)
     servers, bound = [], []
     try:
+        if _enabled(args.http):  # first: liveness answers while MediaPipe warms up
+            http = OpsHttpServer(args.http, handlers.metrics.registry, readiness, security).start()
+            servers.append(http.stop)
+            bound.append(f"http={http.address}")
+        service.warm_up()
+        readiness.done("mediapipe warmed up")
         if _enabled(args.grpc):
             server, port = grpc_server.create_server(handlers, args.grpc, security=security)
             server.start()
@@ -131,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
     while not stop.wait(0.5):
         pass
     log.info("shutting down (grace %.1f s)", args.grace)
+    readiness.shutting_down = True
     for stop_server in servers:
         stop_server(args.grace)
     return 0
