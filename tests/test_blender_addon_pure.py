@@ -523,3 +523,33 @@ def test_a_killed_or_hung_runtime_fails_the_pending_call_within_two_seconds(real
     assert seconds < (0.5 if sig == signal.SIGKILL else 2.0 if liveness_s < 2 else 2.15)
     if liveness_s > 2:
         assert "lost the connection to avatar-runtime at " + address in info.value.message
+
+
+def test_export_is_verified_by_size_and_sha256(fake_runtime):
+    """A reply stream that lost a chunk (what the runtime's checksum exists to catch) fails
+    with DATA_LOSS; a complete one passes."""
+    import hashlib
+
+    payload = bytes(range(256)) * 40
+    digest = hashlib.sha256(payload).hexdigest()
+
+    def chunks(drop_middle: bool):
+        def respond(request):
+            pieces = [payload[i:i + 4096] for i in range(0, len(payload), 4096)]
+            replies, offset = [], 0
+            for i, piece in enumerate(pieces):
+                last = i == len(pieces) - 1
+                body = {"data": piece, "offset": offset, "total_bytes": len(payload),
+                        "file_name": "a.glb", "last": last, "sha256": digest if last else ""}
+                offset += len(piece)
+                if not (drop_middle and i == 1):
+                    replies.append(_reply(request, body, last=last))
+            return replies
+        return respond
+
+    with client.Client(client.Settings(fake_runtime(chunks(False)).address)) as c:
+        assert c.export_mesh("x") == {"a.glb": payload}
+    with client.Client(client.Settings(fake_runtime(chunks(True)).address)) as c, \
+            pytest.raises(client.ServerError) as info:
+        c.export_mesh("x")
+    assert info.value.code == "DATA_LOSS"

@@ -27,6 +27,7 @@ Liveness, two layers:
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import time
 from dataclasses import dataclass
@@ -274,12 +275,24 @@ class Client(Connection):
                     cancelled: Callable[[], bool] = lambda: False) -> dict[str, bytes]:
         """{file name: bytes} of the avatar's mesh export (glb: one file)."""
         files: dict[str, bytearray] = {}
+        complete: set[str] = set()
         request = {"avatar_id": avatar_id, "format": file_format}
         for chunk in self.stream("ExportMesh", request, cancelled):
-            data = files.setdefault(str(chunk.get("file_name", "")), bytearray())
+            name = str(chunk.get("file_name", ""))
+            data = files.setdefault(name, bytearray())
             if int(chunk.get("offset", 0)) != len(data):
-                raise ServerError("INTERNAL", "ExportMesh chunks arrived out of order")
+                raise ServerError("DATA_LOSS", f"{name}: chunk at offset {chunk.get('offset')} "
+                                  f"after {len(data)} bytes")
             data += chunk.get("data", b"")
+            if chunk.get("last"):  # the file is complete: its size and digest must match
+                if len(data) != int(chunk.get("total_bytes", -1)):
+                    raise ServerError("DATA_LOSS", f"{name}: {len(data)} of {chunk.get('total_bytes')} bytes")
+                if hashlib.sha256(data).hexdigest() != chunk.get("sha256"):
+                    raise ServerError("DATA_LOSS", f"{name}: the sha256 does not match the runtime's")
+                complete.add(name)
+        if set(files) != complete:
+            raise ServerError("DATA_LOSS", f"the export ended before {sorted(set(files) - complete)} "
+                              "was complete")
         return {name: bytes(data) for name, data in files.items()}
 
     def render_frame(self, avatar_id: str, c2w: list[float], fov_y_deg: float, width: int,
