@@ -141,7 +141,7 @@ class AvatarService:
         return self._posed(self._rig(avatar_id).identity, motion)
 
     def _posed(self, identity: np.ndarray, motion: MotionFrame) -> np.ndarray:
-        shaped = self.head.shape(identity, motion.arkit)
+        shaped = self.head.shape(identity, motion.arkit, motion.eye_gaze)
         return self.head.pose(shaped, quat_to_matrix(motion.head_rotation), motion.head_translation)
 
     def render(self, avatar_id: str, motion: MotionFrame | None = None,
@@ -199,11 +199,11 @@ class AvatarService:
         if image is not None:
             rgb = decode_image(image, self.limits.image)
             landmarks, height, width = self.analyzer.landmarks(rgb).landmarks, *rgb.shape[:2]
+        response = self.calibration.get(avatar_id)  # stored first: its write keeps ours
         avatar = self.store.get(avatar_id)
         t = avatar.tensors
         _, fit = self.solver.solve_landmarks(landmarks, width, height, t["identity"],
-                                             bias=t.get("landmark_bias"),
-                                             response=self.calibration.get(avatar_id))
+                                             bias=t.get("landmark_bias"), response=response)
         tensors = {**t, NEUTRAL_FEATURES: self.solver.observe(landmarks, fit).astype(np.float32),
                    NEUTRAL_WEIGHTS: fit.expression.astype(np.float32)}
         if not self.store.put(replace(avatar, tensors=tensors), replace_only=True):

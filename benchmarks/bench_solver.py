@@ -5,8 +5,9 @@ Landmarker (../shared/reference/face_landmarker.task) as the yardstick.
 
 Prints and saves (bench_out/solver_NAME.json):
 - per ARKit channel, Pearson r and mean abs error against the yardstick's blendshapes,
-  pooled over every real frame, for two drives: each identity's own avatar (created from
-  its first frame) and one avatar (the astronaut) driven by everybody; plus r per video;
+  pooled over every real frame, for three drives: each identity's own avatar (created
+  from its first frame), one avatar (the astronaut) driven by everybody, and that avatar
+  calibrated on each identity's first frame (`calibrate_neutral`); plus r per video;
 - head yaw/pitch/roll against the yardstick's facial transformation matrix;
 - the render-and-solve round trip on our own avatar with known weights;
 - solve time per frame for `landmarks` and for `image` at 512^2;
@@ -229,7 +230,7 @@ def print_report(result: dict, other: dict | None, other_label: str | None) -> N
         return f"{fmt(there, spec)} -> {fmt(here, spec)}"
 
     head = f"   ({other_label} -> {result['label']})" if other else f"   ({result['label']})"
-    for drive in ("own", "cross"):
+    for drive in ("own", "cross", "calibrated"):
         if drive not in result:
             continue
         d = result[drive]
@@ -291,6 +292,14 @@ def main() -> None:
             result["own"] = solve_clips(service, material, own)
             if not args.no_cross:
                 result["cross"] = solve_clips(service, material, lambda clip: astronaut)
+                if hasattr(service, "calibrate_neutral"):
+                    def calibrated(clip):
+                        # As a user would: press "calibrate" on the clip's first frame.
+                        service.calibrate_neutral(astronaut, image=encode_png(clip.reference))
+                        return astronaut
+
+                    result["calibrated"] = solve_clips(service, material, calibrated)
+                    service.reset_neutral(astronaut)
         result["round_trip"] = round_trip(service, astronaut)
         result["timing"] = solve_times(service, astronaut, data.astronaut())
         result["jitter"] = jitter_and_lag(service, astronaut, data.astronaut())

