@@ -178,7 +178,7 @@ class AvatarRuntimeServicer:
                 plan = await asyncio.get_running_loop().run_in_executor(
                     self._pool, self.handlers.start_drive, header)
                 reader = asyncio.ensure_future(_read_frames(requests, inbox))
-                async for response in self._iterate(self.handlers.drive(plan, inbox, client)):
+                async for response in self._iterate(self.handlers.drive(plan, inbox, client, "grpc")):
                     if response.HasField("status"):
                         record.fields["frames_rendered"] = response.status.frames_rendered
                     yield response

@@ -28,6 +28,7 @@ from .config import BridgeLimits, DeadlineExceeded
 from .convert import (RenderOptions, SourceMotion, avatar_to_proto, frame_to_proto, motion_from_proto,
                       motion_or_source_from_proto, motion_to_proto)
 from .generated import pb
+from .live_sessions import LiveSessions
 from .metrics import RuntimeMetrics
 
 log = logging.getLogger(__name__)
@@ -213,6 +214,7 @@ class RuntimeHandlers:
         self.service = service
         self.limits = limits
         self.sessions = SessionGate(limits.max_drive_sessions, limits.max_drive_sessions_per_client)
+        self.live = LiveSessions()
         self.metrics = RuntimeMetrics(sessions=lambda: self.sessions.active,
                                       avatars=lambda: len(service.store))
         self._frame_taps: list[FrameTap] = []
@@ -302,13 +304,16 @@ class RuntimeHandlers:
         camera, options, smoothing = validation.drive_header(self.service, self.limits, header)
         return DrivePlan(header.avatar_id, camera, options, smoothing)
 
-    def drive(self, plan: "DrivePlan", inbox: DriveInbox, client: str = "") -> Iterator[pb.DriveResponse]:
+    def drive(self, plan: "DrivePlan", inbox: DriveInbox, client: str = "",
+              transport: str = "") -> Iterator[pb.DriveResponse]:
         """DriveStarted, then one Frame per rendered motion (or a FrameError per refused
         frame), then DriveStatus. The caller feeds `inbox` from its receiving side."""
-        with self.sessions.slot(client), self._fed(plan.avatar_id, inbox):
+        with self.sessions.slot(client), self._fed(plan.avatar_id, inbox), \
+                self.live.track(plan.avatar_id, transport, client, plan.camera.width,
+                                plan.camera.height, inbox) as live:
             started = time.perf_counter()
             yield pb.DriveResponse(header=pb.DriveStarted(
-                session_id=uuid.uuid4().hex[:12], avatar_id=plan.avatar_id, width=plan.camera.width,
+                session_id=live.session_id, avatar_id=plan.avatar_id, width=plan.camera.width,
                 height=plan.camera.height, encoding=plan.options.encoding, max_fps=self.limits.max_fps))
             smooth = plan.smoothing.filter()
             rendered = 0
@@ -319,6 +324,7 @@ class RuntimeHandlers:
                     item = Rejected(item.sequence, error)
                 if isinstance(item, Rejected):
                     inbox.commit()
+                    live.refused += 1
                     self.metrics.frame_errors.labels(item.error.code).inc()
                     yield pb.DriveResponse(error=pb.FrameError(
                         sequence=item.sequence, code=item.error.code, message=item.error.message))
@@ -328,6 +334,7 @@ class RuntimeHandlers:
                 render_ms = (time.perf_counter() - t0) * 1e3
                 inbox.commit()
                 rendered += 1
+                live.frame(out.rgba, render_ms)
                 self._tap(plan.avatar_id, frame)
                 wire = frame_to_proto(out, plan.options, frame.sequence, frame.timecode, render_ms)
                 self._count_frame("drive", wire)

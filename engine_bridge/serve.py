@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     servers, bound = [], []
     try:
         if _enabled(args.http):  # first: liveness answers while MediaPipe warms up
-            http = OpsHttpServer(args.http, handlers.metrics.registry, readiness, security).start()
+            http = OpsHttpServer(args.http, handlers, readiness, security).start()
             servers.append(http.stop)
             bound.append(f"http={http.address}")
         service.warm_up()

@@ -424,7 +424,7 @@ class ZmqServer:
         try:
             with self.handlers.metrics.request("zmq", "Drive", client) as record:
                 record.fields["avatar_id"] = plan.avatar_id
-                for response in self.handlers.drive(plan, session.inbox, client):
+                for response in self.handlers.drive(plan, session.inbox, client, "zmq"):
                     kind = response.WhichOneof("kind")
                     if kind == "status":
                         record.fields["frames_rendered"] = response.status.frames_rendered

@@ -13,6 +13,9 @@ command -v npm >/dev/null || need+=(nodejs npm)
 command -v cmake >/dev/null || need+=(cmake)
 command -v g++ >/dev/null || need+=(g++)
 command -v pkg-config >/dev/null || need+=(pkg-config)
+# The operator page's browser test (tests/test_operator_page.py): Debian's Chromium + driver.
+command -v chromium >/dev/null || need+=(chromium)
+command -v chromedriver >/dev/null || need+=(chromium-driver)
 for pkg in libzmq3-dev cppzmq-dev libmsgpack-cxx-dev; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
