@@ -18,6 +18,7 @@
 
 #include "AvatarBridgeCore/Arkit.h"
 #include "AvatarBridgeCore/Coordinates.h"
+#include "AvatarBridgeCore/Mesh.h"
 #include "AvatarBridgeCore/RuntimeClient.h"
 #include "RuntimeProcess.h"
 #include "TestSupport.h"
@@ -80,6 +81,71 @@ int TestCoordinates(const Args&) {
     return 0;
 }
 
+// SHA-256 test vectors (FIPS 180-2) and the chunk reassembly's refusals.
+int TestMeshAssembler(const Args&) {
+    CHECK(Sha256Hex("", 0) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    CHECK(Sha256Hex("abc", 3) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    const std::string two_blocks = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+    CHECK(Sha256Hex(two_blocks.data(), two_blocks.size()) ==
+          "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+    const std::string million(1000000, 'a');
+    CHECK(Sha256Hex(million.data(), million.size()) ==
+          "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+
+    const std::string body = "0123456789";
+    const std::string digest = Sha256Hex(body.data(), body.size());
+    auto chunk = [&](const std::string& name, uint64_t offset, size_t size, bool last,
+                     uint64_t total = 10, std::string sha = "") {
+        MeshChunk c;
+        c.file_name = name;
+        c.offset = offset;
+        c.total_bytes = total;
+        c.last = last;
+        c.sha256 = last ? (sha.empty() ? digest : sha) : "";
+        c.data = reinterpret_cast<const uint8_t*>(body.data()) + offset;
+        c.size = size;
+        return c;
+    };
+    {
+        MeshAssembler a;  // two files, two chunks each
+        CHECK_OK(a.Add(chunk("a.obj", 0, 4, false)));
+        CHECK_OK(a.Add(chunk("a.obj", 4, 6, true)));
+        CHECK_OK(a.Add(chunk("a.mtl", 0, 5, false)));
+        CHECK_OK(a.Add(chunk("a.mtl", 5, 5, true)));
+        auto files = a.Finish();
+        CHECK_OK(files.status());
+        CHECK(files->size() == 2 && (*files)[1].file_name == "a.mtl");
+        CHECK(std::string((*files)[0].data.begin(), (*files)[0].data.end()) == body);
+    }
+    auto refused = [](const Status& s) { return s.code() == ErrorCode::DataLoss; };
+    MeshAssembler gap;
+    CHECK_OK(gap.Add(chunk("f", 0, 4, false)));
+    CHECK(refused(gap.Add(chunk("f", 5, 5, true))));
+    MeshAssembler overlap;
+    CHECK_OK(overlap.Add(chunk("f", 0, 4, false)));
+    CHECK(refused(overlap.Add(chunk("f", 3, 7, true))));
+    MeshAssembler short_file;
+    CHECK(refused(short_file.Add(chunk("f", 0, 9, true))));
+    MeshAssembler long_file;
+    CHECK(refused(long_file.Add(chunk("f", 0, 10, true, 9))));
+    MeshAssembler changed_total;
+    CHECK_OK(changed_total.Add(chunk("f", 0, 4, false)));
+    CHECK(refused(changed_total.Add(chunk("f", 4, 6, true, 11))));
+    MeshAssembler bad_digest;
+    CHECK(refused(bad_digest.Add(chunk("f", 0, 10, true, 10, std::string(64, '0')))));
+    MeshAssembler unfinished;
+    CHECK_OK(unfinished.Add(chunk("f", 0, 4, false)));
+    CHECK(refused(unfinished.Add(chunk("g", 0, 10, true))));
+    MeshAssembler truncated;
+    CHECK_OK(truncated.Add(chunk("f", 0, 4, false)));
+    CHECK(refused(truncated.Finish().status()));
+    MeshAssembler repeated;
+    CHECK_OK(repeated.Add(chunk("f", 0, 10, true)));
+    CHECK(refused(repeated.Add(chunk("f", 0, 10, true))));
+    CHECK(refused(MeshAssembler().Finish().status()));
+    return 0;
+}
+
 int TestUnreachable(const Args&) {
     ClientOptions options{"tcp://127.0.0.1:9", ""};  // discard port: nothing listens
     options.call_timeout = 300ms;
@@ -111,6 +177,9 @@ int TestCreateAndDrive(const Args& args) {
     CHECK(sequences.size() == 120);
     for (size_t i = 0; i < sequences.size(); ++i) CHECK(sequences[i] == i);
     CHECK(recorder.all_sizes(width, height));
+    CHECK(recorder.with_test_motion() == 120);  // each frame knows the motion it shows
+    MotionFrame rendered;
+    CHECK(session.value()->LatestRenderedMotion(rendered) && rendered.sequence == 119);
     Frame latest;
     CHECK(session.value()->TakeLatestFrame(latest));
     CHECK(latest.sequence == 119 && !session.value()->TakeLatestFrame(latest));
@@ -127,6 +196,69 @@ int TestCreateAndDrive(const Args& args) {
     const Status started = missing.value()->WaitStarted(10s);
     CHECK(started.code() == ErrorCode::NotFound);
     CHECK(missing.value()->State() == DriveState::Failed);
+    return 0;
+}
+
+// ExportMesh: chunks reassembled and verified (offset, total_bytes, sha256) at a chunk size
+// that splits every file; glb and obj (3 files in order); errors. SolveMotion on the portrait.
+int TestExportAndSolve(const Args& args) {
+    auto runtime = StartRuntime(args, MakeTempDir());
+    auto client = ConnectOrDie(runtime->endpoint());
+    const std::vector<uint8_t> portrait = ReadFile(args.portrait);
+    auto avatar = client->CreateAvatar(portrait, "astronaut");
+    CHECK_OK(avatar.status());
+
+    ExportOptions glb;
+    glb.chunk_bytes = 4096;
+    auto files = client->ExportMesh(avatar->id, glb);
+    CHECK_OK(files.status());
+    CHECK(files->size() == 1);
+    const MeshFile& mesh = files->front();
+    CHECK(mesh.file_name == "avatar-" + avatar->id + ".glb" && mesh.mime_type == "model/gltf-binary");
+    CHECK(mesh.data.size() > 100 * 4096);  // many chunks
+    CHECK(std::memcmp(mesh.data.data(), "glTF", 4) == 0);
+    uint32_t glb_length = 0;  // the GLB header's total length (little-endian, bytes 8..11)
+    std::memcpy(&glb_length, mesh.data.data() + 8, 4);
+    CHECK(glb_length == mesh.data.size());
+    CHECK(mesh.sha256 == Sha256Hex(mesh.data.data(), mesh.data.size()));
+
+    ExportOptions smiling = glb;  // an expression baked in: other bytes, still verified
+    smiling.has_motion = true;
+    smiling.motion.arkit[ArkitIndex("mouthSmileLeft")] = 1.f;
+    auto smile = client->ExportMesh(avatar->id, smiling);
+    CHECK_OK(smile.status());
+    CHECK(smile->front().sha256 != mesh.sha256);
+
+    ExportOptions obj;
+    obj.format = "obj";
+    obj.chunk_bytes = 65536;
+    auto obj_files = client->ExportMesh(avatar->id, obj);
+    CHECK_OK(obj_files.status());
+    CHECK(obj_files->size() == 3);
+    const std::string stem = "avatar-" + avatar->id;
+    CHECK((*obj_files)[0].file_name == stem + ".obj" && (*obj_files)[1].file_name == stem + ".mtl" &&
+          (*obj_files)[2].file_name == stem + ".png");
+    std::printf("export: glb %zu bytes in %zu chunks of 4096; obj %zu + %zu + %zu bytes\n",
+                mesh.data.size(), (mesh.data.size() + 4095) / 4096, (*obj_files)[0].data.size(),
+                (*obj_files)[1].data.size(), (*obj_files)[2].data.size());
+
+    auto missing = client->ExportMesh("0000000000000000");
+    CHECK(!missing.ok() && missing.status().code() == ErrorCode::NotFound);
+    ExportOptions tiny;
+    tiny.chunk_bytes = 100;  // below the 1024 minimum
+    auto refused = client->ExportMesh(avatar->id, tiny);
+    CHECK(!refused.ok() && refused.status().code() == ErrorCode::InvalidArgument);
+    CHECK_OK(client->Ping());  // the socket is usable after failed streams
+
+    auto motion = client->SolveMotion(portrait, avatar->id, 7, 1.5);
+    CHECK_OK(motion.status());
+    CHECK(motion->sequence == 7 && Near(motion->timecode, 1.5));
+    double norm = 0;
+    for (float q : motion->head_rotation) norm += double(q) * q;
+    CHECK(Near(norm, 1.0, 1e-3));
+    for (float w : motion->arkit) CHECK(w >= 0.f && w <= 1.f);
+    auto garbage = client->SolveMotion({1, 2, 3, 4});
+    CHECK(!garbage.ok() && garbage.status().code() == ErrorCode::InvalidArgument);
     return 0;
 }
 
@@ -267,6 +399,7 @@ int TestNoOrphan(const Args& args, bool abort_instead) {
 int main(int argc, char** argv) {
     const std::map<std::string, std::function<int(const Args&)>> cases = {
         {"coordinates", TestCoordinates}, {"unreachable", TestUnreachable},
+        {"mesh_assembler", TestMeshAssembler}, {"export_solve", TestExportAndSolve},
         {"create_drive", TestCreateAndDrive}, {"bad_token", TestBadToken},
         {"restart", TestRestart},
         {"liveness_kill", [](const Args& a) { return TestLiveness(a, false); }},

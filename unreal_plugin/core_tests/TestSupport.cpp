@@ -48,6 +48,15 @@ void Recorder::Attach(DriveSession& session) {
         sequences_.push_back(frame.sequence);
         sizes_.emplace_back(frame.width, frame.height);
         rgba_ok_.push_back(frame.rgba.size() == size_t(frame.width) * frame.height * 4);
+        if (frame.has_motion && frame.motion.sequence == frame.sequence) {
+            const MotionFrame expected = TestMotion(frame.sequence);
+            bool same = true;
+            for (int i = 0; i < kNumArkit; ++i) same &= std::fabs(frame.motion.arkit[i] - expected.arkit[i]) < 1e-6f;
+            for (int i = 0; i < 4; ++i) {
+                same &= std::fabs(frame.motion.head_rotation[i] - expected.head_rotation[i]) < 1e-5f;
+            }
+            with_test_motion_ += same;
+        }
         const auto it = pushed_.find(frame.sequence);
         if (it != pushed_.end()) {
             latencies_ms_.push_back(
@@ -101,6 +110,11 @@ bool Recorder::all_sizes(uint32_t width, uint32_t height) const {
 size_t Recorder::count() const {
     std::lock_guard<std::mutex> lock(mutex_);
     return sequences_.size();
+}
+
+size_t Recorder::with_test_motion() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return with_test_motion_;
 }
 
 bool DrivePaced(DriveSession& session, Recorder& recorder, uint64_t first, size_t count,

@@ -58,6 +58,9 @@ public:
     std::vector<double> latencies_ms() const;  // push -> receive, per received frame
     bool all_sizes(uint32_t width, uint32_t height) const;
     size_t count() const;
+    // Frames that carried the motion they were rendered from (Frame::motion, same sequence)
+    // and whose weights are TestMotion(sequence)'s.
+    size_t with_test_motion() const;
 
 private:
     mutable std::mutex mutex_;
@@ -67,6 +70,7 @@ private:
     std::vector<double> latencies_ms_;
     std::vector<std::pair<uint32_t, uint32_t>> sizes_;
     std::vector<bool> rgba_ok_;
+    size_t with_test_motion_ = 0;
 };
 
 // Pushes sequences [first, first + count) keeping at most `window` unanswered; false on timeout.

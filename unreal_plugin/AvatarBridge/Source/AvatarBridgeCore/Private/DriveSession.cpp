@@ -35,6 +35,7 @@ DriveSession::DriveSession(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) 
 DriveSession::~DriveSession() = default;
 Status DriveSession::PushMotion(const MotionFrame& frame) { return impl_->Push(frame); }
 bool DriveSession::TakeLatestFrame(Frame& out) { return impl_->Take(out); }
+bool DriveSession::LatestRenderedMotion(MotionFrame& out) const { return impl_->LatestMotion(out); }
 void DriveSession::SetFrameCallback(FrameCallback cb) { impl_->SetCallback(std::move(cb)); }
 Status DriveSession::WaitStarted(std::chrono::milliseconds t) { return impl_->WaitStarted(t); }
 Status DriveSession::End(std::chrono::milliseconds t) { return impl_->End(t); }
@@ -102,6 +103,13 @@ bool DriveSession::Impl::Take(Frame& out) {
     if (!has_latest_) return false;
     std::swap(out, latest_);
     has_latest_ = false;
+    return true;
+}
+
+bool DriveSession::Impl::LatestMotion(MotionFrame& out) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!has_rendered_motion_) return false;
+    out = rendered_motion_;
     return true;
 }
 

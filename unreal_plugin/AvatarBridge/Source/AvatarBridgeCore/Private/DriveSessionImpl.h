@@ -22,6 +22,7 @@ struct DriveSession::Impl {
     // -- caller side (any thread) --
     Status Push(const MotionFrame& frame);
     bool Take(Frame& out);
+    bool LatestMotion(MotionFrame& out) const;
     void SetCallback(FrameCallback callback);
     Status WaitStarted(std::chrono::milliseconds timeout);
     Status End(std::chrono::milliseconds timeout);
@@ -57,6 +58,8 @@ private:
     std::deque<MotionFrame> outgoing_;
     Frame latest_;
     bool has_latest_ = false;
+    MotionFrame rendered_motion_;  // latest_'s motion, kept when latest_ is taken
+    bool has_rendered_motion_ = false;
     FrameCallback callback_;
     DriveState state_ = DriveState::Connecting;
     Status error_;
@@ -70,6 +73,7 @@ private:
     std::unique_ptr<zmq::socket_t> wake_rx_;
     std::unique_ptr<zmq::socket_t> socket_;
     std::unique_ptr<zmq::socket_t> monitor_;  // socket_'s connection events
+    std::deque<MotionFrame> sent_;  // motion sent and not yet seen rendered, oldest first
     Phase phase_ = Phase::Open;
     int64_t request_id_ = 0;
     sockets::Clock::time_point last_rx_, last_ping_, retry_at_;

@@ -9,6 +9,7 @@ namespace {
 
 using Clock = sockets::Clock;
 constexpr std::chrono::milliseconds kPollInterval{50};
+constexpr size_t kMaxUnmatched = 256;  // sent motion kept for matching rendered frames
 
 bool Recoverable(ErrorCode code, bool streaming) {
     // The runtime restarted or is shutting down, or it closed an idle session; while
@@ -90,7 +91,11 @@ void DriveSession::Impl::FlushOutgoing() {
     uint64_t sent = 0;
     for (const MotionFrame& frame : frames) {
         // Not connected, or the runtime's queue is full: drop (latest-wins anyway).
-        sent += sockets::TrySend(*socket_, wire::DriveFrame(request_id_, token_, frame)) ? 1 : 0;
+        if (sockets::TrySend(*socket_, wire::DriveFrame(request_id_, token_, frame))) {
+            ++sent;
+            sent_.push_back(frame);
+            if (sent_.size() > kMaxUnmatched) sent_.pop_front();
+        }
     }
     if (sent) {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -143,6 +148,16 @@ void DriveSession::Impl::OnFrame(const msgpack::object* body) {
         return;
     }
     frame->received_at = Clock::now();
+    // Frames come back in order and latest-wins only skips: the match is the newest sent
+    // frame with this sequence, and everything sent before it will not come back.
+    for (auto it = sent_.rbegin(); it != sent_.rend(); ++it) {
+        if (it->sequence == frame->sequence) {
+            frame->motion = *it;
+            frame->has_motion = true;
+            sent_.erase(sent_.begin(), it.base());
+            break;
+        }
+    }
     FrameCallback callback;
     {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -150,6 +165,10 @@ void DriveSession::Impl::OnFrame(const msgpack::object* body) {
     }
     if (callback) callback(frame.value());
     std::lock_guard<std::mutex> lock(mutex_);
+    if (frame->has_motion) {
+        rendered_motion_ = frame->motion;
+        has_rendered_motion_ = true;
+    }
     latest_ = std::move(frame.value());
     has_latest_ = true;
     ++stats_.frames_received;
@@ -180,6 +199,7 @@ void DriveSession::Impl::Heartbeat() {
 void DriveSession::Impl::Reconnect() {
     Connect();  // a fresh identity; old replies are gone
     phase_ = Phase::Open;
+    sent_.clear();  // a new session renders only what is sent from now on
     retry_at_ = Clock::now() + session_.retry_delay;
     {
         std::lock_guard<std::mutex> lock(mutex_);

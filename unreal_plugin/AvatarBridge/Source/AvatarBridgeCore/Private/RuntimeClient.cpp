@@ -1,5 +1,6 @@
 #include "AvatarBridgeCore/RuntimeClient.h"
 
+#include <functional>
 #include <mutex>
 
 #include "DriveSessionImpl.h"
@@ -17,9 +18,12 @@ struct RuntimeClient::Impl {
     // Sends `request` and returns the final reply (error replies become a Status). A call that
     // times out, or whose connection drops (the monitor's DISCONNECTED: the runtime died or
     // missed its heartbeats), resets the socket, so late replies and queued requests are
-    // discarded and the next call reaches a restarted runtime.
+    // discarded and the next call reaches a restarted runtime. `on_reply`, when given, sees
+    // every reply of the call (streams: CreateAvatar progress, ExportMesh chunks); an error it
+    // returns ends the call (the socket is reset, so the rest of the stream is discarded).
+    using OnReply = std::function<Status(const wire::Reply&)>;
     Result<wire::Reply> Call(const wire::Bytes& request, int64_t request_id,
-                             std::chrono::milliseconds timeout) {
+                             std::chrono::milliseconds timeout, const OnReply& on_reply = nullptr) {
         std::lock_guard<std::mutex> lock(mutex);
         try {
             if (!dealer) dealer = sockets::ConnectDealer(*context, options.endpoint);
@@ -54,6 +58,13 @@ struct RuntimeClient::Impl {
                 if (!reply.ok()) return reply.status();
                 if (reply->request_id != request_id) continue;  // a late reply to an old call
                 if (!reply->error.ok()) return reply->error;
+                if (on_reply) {
+                    Status status = on_reply(reply.value());
+                    if (!status.ok()) {
+                        dealer.reset();
+                        return status;
+                    }
+                }
                 if (reply->last) return reply;
             }
         } catch (const std::exception& e) {
@@ -103,6 +114,33 @@ Result<AvatarInfo> RuntimeClient::GetAvatar(const std::string& avatar_id) {
                              impl_->options.call_timeout);
     if (!reply.ok()) return reply.status();
     return wire::ToAvatar(reply->body);
+}
+
+Result<MotionFrame> RuntimeClient::SolveMotion(const std::vector<uint8_t>& image,
+                                               const std::string& avatar_id, uint64_t sequence,
+                                               double timecode) {
+    if (image.empty()) return Status(ErrorCode::InvalidArgument, "image is empty");
+    const int64_t id = sockets::NextRequestId();
+    auto reply = impl_->Call(wire::SolveMotion(id, impl_->options.token, image.data(), image.size(),
+                                               avatar_id, sequence, timecode),
+                             id, impl_->options.solve_timeout);
+    if (!reply.ok()) return reply.status();
+    return wire::ToMotion(reply->body);
+}
+
+Result<std::vector<MeshFile>> RuntimeClient::ExportMesh(const std::string& avatar_id,
+                                                        const ExportOptions& options) {
+    if (avatar_id.empty()) return Status(ErrorCode::InvalidArgument, "avatar_id is empty");
+    const int64_t id = sockets::NextRequestId();
+    MeshAssembler assembler;
+    auto reply = impl_->Call(
+        wire::ExportMesh(id, impl_->options.token, avatar_id, options), id,
+        impl_->options.export_timeout, [&](const wire::Reply& r) {
+            Result<MeshChunk> chunk = wire::ToMeshChunk(r.body);
+            return chunk.ok() ? assembler.Add(chunk.value()) : chunk.status();
+        });
+    if (!reply.ok()) return reply.status();
+    return assembler.Finish();
 }
 
 Result<std::unique_ptr<DriveSession>> RuntimeClient::StartDrive(const DriveOptions& options,

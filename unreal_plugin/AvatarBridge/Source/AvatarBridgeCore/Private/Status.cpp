@@ -19,6 +19,7 @@ constexpr Name kNames[] = {
     {ErrorCode::DeadlineExceeded, "DEADLINE_EXCEEDED"},
     {ErrorCode::Unavailable, "UNAVAILABLE"},
     {ErrorCode::Internal, "INTERNAL"},
+    {ErrorCode::DataLoss, "DATA_LOSS"},
     {ErrorCode::Unknown, "UNKNOWN"},
 };
 

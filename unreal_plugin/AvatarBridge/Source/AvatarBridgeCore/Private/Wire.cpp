@@ -29,6 +29,25 @@ void Floats(Packer& pk, const Array& values) {
     for (float v : values) pk.pack_float(v);
 }
 
+// The weights, pose, gaze, sequence and timecode of a MotionFrame map (no source).
+void Motion(Packer& pk, const MotionFrame& frame) {
+    pk.pack_map(frame.has_eye_gaze ? 6 : 5);
+    Key(pk, "arkit");
+    Floats(pk, frame.arkit);
+    Key(pk, "head_rotation");
+    Floats(pk, frame.head_rotation);
+    Key(pk, "head_translation");
+    Floats(pk, frame.head_translation);
+    if (frame.has_eye_gaze) {
+        Key(pk, "eye_gaze");
+        Floats(pk, frame.eye_gaze);
+    }
+    Key(pk, "sequence");
+    pk.pack_uint64(frame.sequence);
+    Key(pk, "timecode");
+    pk.pack_double(frame.timecode);
+}
+
 Bytes Take(msgpack::sbuffer& buffer) { return Bytes(buffer.data(), buffer.size()); }
 
 std::string String(const msgpack::object* o) {
@@ -130,21 +149,7 @@ Bytes DriveFrame(int64_t request_id, const std::string& token, const MotionFrame
     Envelope(pk, "Drive", request_id, token);
     pk.pack_map(1);
     Key(pk, "frame");
-    pk.pack_map(frame.has_eye_gaze ? 6 : 5);
-    Key(pk, "arkit");
-    Floats(pk, frame.arkit);
-    Key(pk, "head_rotation");
-    Floats(pk, frame.head_rotation);
-    Key(pk, "head_translation");
-    Floats(pk, frame.head_translation);
-    if (frame.has_eye_gaze) {
-        Key(pk, "eye_gaze");
-        Floats(pk, frame.eye_gaze);
-    }
-    Key(pk, "sequence");
-    pk.pack_uint64(frame.sequence);
-    Key(pk, "timecode");
-    pk.pack_double(frame.timecode);
+    Motion(pk, frame);
     return Take(buffer);
 }
 
@@ -155,6 +160,45 @@ Bytes DriveEnd(int64_t request_id, const std::string& token) {
     pk.pack_map(1);
     Key(pk, "end");
     pk.pack_map(0);
+    return Take(buffer);
+}
+
+Bytes SolveMotion(int64_t request_id, const std::string& token, const uint8_t* image, size_t size,
+                  const std::string& avatar_id, uint64_t sequence, double timecode) {
+    msgpack::sbuffer buffer;
+    Packer pk(buffer);
+    Envelope(pk, "SolveMotion", request_id, token);
+    pk.pack_map(4);
+    Key(pk, "image");
+    pk.pack_bin(uint32_t(size));
+    pk.pack_bin_body(reinterpret_cast<const char*>(image), uint32_t(size));
+    Key(pk, "avatar_id");
+    pk.pack(avatar_id);
+    Key(pk, "sequence");
+    pk.pack_uint64(sequence);
+    Key(pk, "timecode");
+    pk.pack_double(timecode);
+    return Take(buffer);
+}
+
+Bytes ExportMesh(int64_t request_id, const std::string& token, const std::string& avatar_id,
+                 const ExportOptions& options) {
+    msgpack::sbuffer buffer;
+    Packer pk(buffer);
+    Envelope(pk, "ExportMesh", request_id, token);
+    pk.pack_map(options.has_motion ? 5 : 4);
+    Key(pk, "avatar_id");
+    pk.pack(avatar_id);
+    Key(pk, "chunk_bytes");
+    pk.pack_uint32(options.chunk_bytes);
+    Key(pk, "format");
+    pk.pack(options.format);
+    Key(pk, "source");
+    pk.pack(options.source);
+    if (options.has_motion) {
+        Key(pk, "motion");
+        Motion(pk, options.motion);
+    }
     return Take(buffer);
 }
 
@@ -231,6 +275,55 @@ Result<Frame> ToFrame(const msgpack::object* frame) {
     }
     const auto* bytes = reinterpret_cast<const uint8_t*>(rgba->via.bin.ptr);
     out.rgba.assign(bytes, bytes + expected);
+    return out;
+}
+
+namespace {
+
+// A float array of exactly `N` values into `out` (an empty or absent array leaves it as is).
+template <size_t N>
+bool FloatArray(const msgpack::object* o, std::array<float, N>& out, bool* present = nullptr) {
+    if (present) *present = false;
+    if (!o || o->type != msgpack::type::ARRAY || o->via.array.size == 0) return true;
+    if (o->via.array.size != N) return false;
+    for (size_t i = 0; i < N; ++i) out[i] = float(Number(&o->via.array.ptr[i]));
+    if (present) *present = true;
+    return true;
+}
+
+}  // namespace
+
+Result<MotionFrame> ToMotion(const msgpack::object* motion) {
+    MotionFrame out;
+    if (!motion || motion->type != msgpack::type::MAP) {
+        return Status(ErrorCode::InvalidArgument, "motion frame is not a map");
+    }
+    if (!FloatArray(Field(motion, "arkit"), out.arkit) ||
+        !FloatArray(Field(motion, "head_rotation"), out.head_rotation) ||
+        !FloatArray(Field(motion, "head_translation"), out.head_translation) ||
+        !FloatArray(Field(motion, "eye_gaze"), out.eye_gaze, &out.has_eye_gaze)) {
+        return Status(ErrorCode::InvalidArgument, "motion frame vectors must be 52 / 4 / 3 / 4 values");
+    }
+    out.sequence = Unsigned(Field(motion, "sequence"));
+    out.timecode = Number(Field(motion, "timecode"));
+    return out;
+}
+
+Result<MeshChunk> ToMeshChunk(const msgpack::object* chunk) {
+    MeshChunk out;
+    const msgpack::object* data = Field(chunk, "data");
+    if (!data || data->type != msgpack::type::BIN) {
+        return Status(ErrorCode::InvalidArgument, "mesh chunk without bytes in `data`");
+    }
+    out.data = reinterpret_cast<const uint8_t*>(data->via.bin.ptr);
+    out.size = data->via.bin.size;
+    out.file_name = String(Field(chunk, "file_name"));
+    out.mime_type = String(Field(chunk, "mime_type"));
+    out.sha256 = String(Field(chunk, "sha256"));
+    out.offset = Unsigned(Field(chunk, "offset"));
+    out.total_bytes = Unsigned(Field(chunk, "total_bytes"));
+    const msgpack::object* last = Field(chunk, "last");
+    out.last = last && last->type == msgpack::type::BOOLEAN && last->via.boolean;
     return out;
 }
 

@@ -9,6 +9,7 @@
 
 #include <msgpack.hpp>
 
+#include "AvatarBridgeCore/Mesh.h"
 #include "AvatarBridgeCore/Status.h"
 #include "AvatarBridgeCore/Types.h"
 
@@ -24,6 +25,10 @@ Bytes GetAvatar(int64_t request_id, const std::string& token, const std::string&
 Bytes DriveHeader(int64_t request_id, const std::string& token, const DriveOptions& options);
 Bytes DriveFrame(int64_t request_id, const std::string& token, const MotionFrame& frame);
 Bytes DriveEnd(int64_t request_id, const std::string& token);
+Bytes SolveMotion(int64_t request_id, const std::string& token, const uint8_t* image, size_t size,
+                  const std::string& avatar_id, uint64_t sequence, double timecode);
+Bytes ExportMesh(int64_t request_id, const std::string& token, const std::string& avatar_id,
+                 const ExportOptions& options);
 
 // One decoded reply. `body` points into `handle` (valid while the Reply lives).
 struct Reply {
@@ -44,6 +49,11 @@ const msgpack::object* Field(const msgpack::object* map, const char* key);
 AvatarInfo ToAvatar(const msgpack::object* avatar);
 // A Frame map (ENCODING_RAW) -> Frame; InvalidArgument if the RGBA size does not match.
 Result<Frame> ToFrame(const msgpack::object* frame);
+// A MotionFrame map -> MotionFrame; InvalidArgument on wrong vector lengths.
+Result<MotionFrame> ToMotion(const msgpack::object* motion);
+// A MeshChunk map -> MeshChunk (`data` points into the reply); InvalidArgument if `data` is
+// not bytes.
+Result<MeshChunk> ToMeshChunk(const msgpack::object* chunk);
 void ToDriveStatus(const msgpack::object* status, DriveStats& stats);
 
 }  // namespace avatar_bridge::wire

@@ -4,7 +4,8 @@
 //   the runtime is unreachable only the newest is kept).
 // - Received frames are latest-wins: TakeLatestFrame() hands over the newest frame not yet
 //   taken (older ones are skipped), e.g. once per game tick. An optional callback sees every
-//   frame on the background thread.
+//   frame on the background thread. Every frame carries the motion it was rendered from
+//   (matched by sequence; the runtime echoes the sequence, not the motion).
 // - The session survives a runtime restart: when the runtime stops answering (heartbeats) or
 //   reports the session lost, the thread reconnects and re-opens the session (same options).
 // - Errors are values: LastError() and State() say what happened; nothing throws.
@@ -43,6 +44,10 @@ public:
     Status PushMotion(const MotionFrame& frame);
     // The newest received frame not yet taken: true and `out` filled (swapped in), else false.
     bool TakeLatestFrame(Frame& out);
+    // The motion of the newest received frame (Frame::motion), without taking the frame:
+    // what the runtime rendered last, e.g. to publish it as a Live Link subject. False until
+    // a frame rendered from pushed motion arrived.
+    bool LatestRenderedMotion(MotionFrame& out) const;
     // Called on the background thread for every received frame; set before pushing.
     void SetFrameCallback(FrameCallback callback);
 

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "AvatarBridgeCore/DriveSession.h"
+#include "AvatarBridgeCore/Mesh.h"
 #include "AvatarBridgeCore/Status.h"
 #include "AvatarBridgeCore/Types.h"
 
@@ -29,6 +30,8 @@ struct ClientOptions {
     std::string token;  // empty = none (the runtime requires one off loopback)
     std::chrono::milliseconds call_timeout{5000};
     std::chrono::milliseconds create_timeout{120000};  // CreateAvatar runs reconstruction
+    std::chrono::milliseconds solve_timeout{30000};    // SolveMotion (waits for calibration)
+    std::chrono::milliseconds export_timeout{120000};  // ExportMesh, all files
 };
 
 class AB_CORE_API RuntimeClient {
@@ -45,6 +48,14 @@ public:
     // Photo bytes (PNG / JPEG) -> avatar (same photo -> same id).
     Result<AvatarInfo> CreateAvatar(const std::vector<uint8_t>& image, const std::string& name = "");
     Result<AvatarInfo> GetAvatar(const std::string& avatar_id);
+    // A face photo -> the motion the runtime solves from it (52 ARKit weights, head pose,
+    // eye gaze); with `avatar_id`, read through that avatar's identity. FailedPrecondition
+    // when there is no face. Push the result to a DriveSession to render it.
+    Result<MotionFrame> SolveMotion(const std::vector<uint8_t>& image, const std::string& avatar_id = "",
+                                    uint64_t sequence = 0, double timecode = 0.0);
+    // The avatar's mesh files (glb: one; obj: .obj, .mtl, .png; ply: one), every chunk
+    // checked by offset and total_bytes and every file by its sha256 (DataLoss otherwise).
+    Result<std::vector<MeshFile>> ExportMesh(const std::string& avatar_id, const ExportOptions& options = {});
     // Opens a drive session (returns at once; see DriveSession::WaitStarted).
     Result<std::unique_ptr<DriveSession>> StartDrive(const DriveOptions& options,
                                                      const SessionOptions& session = {});

@@ -22,6 +22,7 @@ enum class ErrorCode {
     DeadlineExceeded,    // no reply in time
     Unavailable,         // runtime not reachable, shutting down, or restarted
     Internal,            // a bug (the runtime logs it with a request id)
+    DataLoss,            // a received file does not match its size or sha256
     Unknown,
 };
 
@@ -58,6 +59,8 @@ public:
     const Status& status() const { return status_; }
     T& value() { return *value_; }
     const T& value() const { return *value_; }
+    T& operator*() { return *value_; }
+    const T& operator*() const { return *value_; }
     T* operator->() { return &*value_; }
     const T* operator->() const { return &*value_; }
 

@@ -33,6 +33,11 @@ struct Frame {
     float render_ms = 0.f;      // server-side deform + render
     float encode_ms = 0.f;
     std::chrono::steady_clock::time_point received_at{};
+    // The motion this frame was rendered from: the frame the session pushed with the
+    // `sequence` the runtime echoed (as sent: sanitised, before the runtime's optional
+    // smoothing). has_motion is false if no pushed frame had that sequence.
+    bool has_motion = false;
+    MotionFrame motion;
 };
 
 struct AvatarInfo {
