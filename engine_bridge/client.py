@@ -237,6 +237,22 @@ class AvatarClient(ABC):
                                         sequence=sequence, timecode=timecode)
         return motion_from_proto(self._unary("SolveMotion", request, pb.MotionFrame, timeout))
 
+    def calibrate_neutral(self, avatar_id: str, image: bytes | None = None, landmarks=None,
+                          width: int = 0, height: int = 0, reset: bool = False,
+                          timeout: float | None = 60.0):
+        """The driving face at rest (image bytes, or [478, 3] landmarks in pixels of a width x
+        height image) becomes the avatar's neutral; `reset=True` forgets it. Returns the
+        calibrated frame as it now solves (`MotionFrame`)."""
+        from .convert import motion_from_proto
+
+        request = pb.CalibrateNeutralRequest(avatar_id=avatar_id, reset=reset)
+        if image is not None:
+            request.neutral.image = bytes(image)
+        elif landmarks is not None:
+            request.neutral.landmarks.CopyFrom(pb.Landmarks(
+                xyz=np.asarray(landmarks, np.float32).ravel().tolist(), width=width, height=height))
+        return motion_from_proto(self._unary("CalibrateNeutral", request, pb.MotionFrame, timeout))
+
     def export_mesh(self, avatar_id: str, motion=None, format: str = "glb", source: str = "mesh",
                     timeout: float | None = 120.0) -> bytes:
         """The avatar's main mesh file (.glb by default) as bytes."""

@@ -161,6 +161,9 @@ class AvatarRuntimeServicer:
     async def SolveMotion(self, request, context):
         return await self._unary(context, "SolveMotion", self.handlers.solve_motion, request)
 
+    async def CalibrateNeutral(self, request, context):
+        return await self._unary(context, "CalibrateNeutral", self.handlers.calibrate_neutral, request)
+
     async def ExportMesh(self, request, context):
         async for chunk in self._stream(context, "ExportMesh", self.handlers.export_mesh, request):
             yield chunk
@@ -252,6 +255,7 @@ async def _read_frames(requests: AsyncIterator, inbox: DriveInbox) -> None:
 _CARDINALITY = {  # method -> (request streaming, response streaming)
     "CreateAvatar": (False, True), "GetAvatar": (False, False), "ListAvatars": (False, False),
     "DeleteAvatar": (False, False), "RenderFrame": (False, False), "SolveMotion": (False, False),
+    "CalibrateNeutral": (False, False),
     "ExportMesh": (False, True), "Drive": (True, True),
 }
 _FACTORIES = {

@@ -276,6 +276,24 @@ class RuntimeHandlers:
                                           float(req.timecode))
         return motion_to_proto(frame)
 
+    def calibrate_neutral(self, req: pb.CalibrateNeutralRequest) -> pb.MotionFrame:
+        """The face at rest (image or landmarks) becomes the avatar's neutral; or reset."""
+        if req.reset:
+            if req.HasField("neutral"):
+                raise InvalidArgument("CalibrateNeutral: send a neutral frame or reset, not both")
+            self.service.reset_neutral(req.avatar_id)
+            return motion_to_proto(MotionFrame.neutral())
+        item = motion_or_source_from_proto(req.neutral if req.HasField("neutral") else None)
+        if not isinstance(item, SourceMotion) or item.kind == "embedding":
+            raise InvalidArgument("CalibrateNeutral needs the face at rest as neutral.image or "
+                                  "neutral.landmarks (or reset: true)")
+        if item.kind == "image":
+            frame = self.service.calibrate_neutral(req.avatar_id, image=item.payload)
+        else:
+            frame = self.service.calibrate_neutral(req.avatar_id, landmarks=item.payload,
+                                                   width=item.width, height=item.height)
+        return motion_to_proto(frame)
+
     def export_mesh(self, req: pb.ExportMeshRequest) -> Iterator[pb.MeshChunk]:
         """The avatar's mesh files, each streamed in chunks (expression from `req.motion`);
         the last chunk of each file carries its SHA-256."""

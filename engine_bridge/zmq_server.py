@@ -43,6 +43,7 @@ CALLS: dict[str, tuple[type, str, bool]] = {
     "DeleteAvatar": (pb.DeleteAvatarRequest, "delete_avatar", False),
     "RenderFrame": (pb.RenderFrameRequest, "render_frame", False),
     "SolveMotion": (pb.SolveMotionRequest, "solve_motion", False),
+    "CalibrateNeutral": (pb.CalibrateNeutralRequest, "calibrate_neutral", False),
     "ExportMesh": (pb.ExportMeshRequest, "export_mesh", True),
 }
 KINDS = (*CALLS, "Drive", "Health")

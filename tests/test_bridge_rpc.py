@@ -398,3 +398,26 @@ def test_bad_motion_sources_are_refused_clearly(client, astronaut_id, astronaut_
     stream = client.drive(astronaut_id, frames, CAMERA, window=1)
     assert [f.sequence for f in stream] == [99]  # the session survived every bad frame
     assert sorted(e.sequence for e in stream.frame_errors) == list(range(1, len(cases) + 1))
+
+
+def test_calibrate_neutral(client, service, astronaut_png, astronaut_id, astronaut_landmarks):
+    """The face at rest becomes the avatar's neutral (image or landmarks), then reset."""
+    main = ["eyeBlinkLeft", "eyeBlinkRight", "jawOpen", "mouthSmileLeft", "mouthSmileRight",
+            "browInnerUp", "browDownLeft", "browDownRight"]
+    try:
+        calibrated = client.calibrate_neutral(astronaut_id, image=astronaut_png)
+        assert max(calibrated.weights()[name] for name in main) < 0.15
+        solved = client.solve_motion(astronaut_png, astronaut_id)
+        np.testing.assert_allclose(solved.arkit, calibrated.arkit, atol=1e-5)
+        points = np.asarray(astronaut_landmarks.xyz, np.float32).reshape(478, 3)
+        again = client.calibrate_neutral(astronaut_id, landmarks=points, width=astronaut_landmarks.width,
+                                         height=astronaut_landmarks.height)
+        assert max(again.weights()[name] for name in main) < 0.15
+        for bad in (lambda: client.calibrate_neutral(astronaut_id),
+                    lambda: client.calibrate_neutral(astronaut_id, image=astronaut_png, reset=True)):
+            assert code_of(bad) == "INVALID_ARGUMENT"
+        assert code_of(lambda: client.calibrate_neutral("0123456789abcdef", image=astronaut_png)) == "NOT_FOUND"
+        blank = encode_png(np.full((64, 64, 3), 128, np.uint8))
+        assert code_of(lambda: client.calibrate_neutral(astronaut_id, image=blank)) == "FAILED_PRECONDITION"
+    finally:
+        client.calibrate_neutral(astronaut_id, reset=True)

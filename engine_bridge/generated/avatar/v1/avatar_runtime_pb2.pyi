@@ -279,6 +279,16 @@ class SolveMotionRequest(_message.Message):
     timecode: float
     def __init__(self, image: _Optional[bytes] = ..., avatar_id: _Optional[str] = ..., sequence: _Optional[int] = ..., timecode: _Optional[float] = ...) -> None: ...
 
+class CalibrateNeutralRequest(_message.Message):
+    __slots__ = ("avatar_id", "neutral", "reset")
+    AVATAR_ID_FIELD_NUMBER: _ClassVar[int]
+    NEUTRAL_FIELD_NUMBER: _ClassVar[int]
+    RESET_FIELD_NUMBER: _ClassVar[int]
+    avatar_id: str
+    neutral: MotionFrame
+    reset: bool
+    def __init__(self, avatar_id: _Optional[str] = ..., neutral: _Optional[_Union[MotionFrame, _Mapping]] = ..., reset: bool = ...) -> None: ...
+
 class ExportMeshRequest(_message.Message):
     __slots__ = ("avatar_id", "motion", "chunk_bytes", "format", "source")
     AVATAR_ID_FIELD_NUMBER: _ClassVar[int]

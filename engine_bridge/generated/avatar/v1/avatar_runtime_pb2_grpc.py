@@ -50,6 +50,11 @@ class AvatarRuntimeStub(object):
                 request_serializer=avatar_dot_v1_dot_avatar__runtime__pb2.SolveMotionRequest.SerializeToString,
                 response_deserializer=avatar_dot_v1_dot_avatar__runtime__pb2.MotionFrame.FromString,
                 )
+        self.CalibrateNeutral = channel.unary_unary(
+                '/avatar.v1.AvatarRuntime/CalibrateNeutral',
+                request_serializer=avatar_dot_v1_dot_avatar__runtime__pb2.CalibrateNeutralRequest.SerializeToString,
+                response_deserializer=avatar_dot_v1_dot_avatar__runtime__pb2.MotionFrame.FromString,
+                )
         self.ExportMesh = channel.unary_stream(
                 '/avatar.v1.AvatarRuntime/ExportMesh',
                 request_serializer=avatar_dot_v1_dot_avatar__runtime__pb2.ExportMeshRequest.SerializeToString,
@@ -109,6 +114,15 @@ class AvatarRuntimeServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CalibrateNeutral(self, request, context):
+        """Take a frame of the driving face at rest as the avatar's neutral (Live Link Face's
+        "calibrate"): later solves for it read motion relative to that face. Returns the
+        calibrated frame as it now solves (about all zero).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ExportMesh(self, request, context):
         """Mesh files in chunks (glb, or obj + mtl + png, or ply); each file ends with its sha256.
         """
@@ -152,6 +166,11 @@ def add_AvatarRuntimeServicer_to_server(servicer, server):
             'SolveMotion': grpc.unary_unary_rpc_method_handler(
                     servicer.SolveMotion,
                     request_deserializer=avatar_dot_v1_dot_avatar__runtime__pb2.SolveMotionRequest.FromString,
+                    response_serializer=avatar_dot_v1_dot_avatar__runtime__pb2.MotionFrame.SerializeToString,
+            ),
+            'CalibrateNeutral': grpc.unary_unary_rpc_method_handler(
+                    servicer.CalibrateNeutral,
+                    request_deserializer=avatar_dot_v1_dot_avatar__runtime__pb2.CalibrateNeutralRequest.FromString,
                     response_serializer=avatar_dot_v1_dot_avatar__runtime__pb2.MotionFrame.SerializeToString,
             ),
             'ExportMesh': grpc.unary_stream_rpc_method_handler(
@@ -285,6 +304,23 @@ class AvatarRuntime(object):
             metadata=None):
         return grpc.experimental.unary_unary(request, target, '/avatar.v1.AvatarRuntime/SolveMotion',
             avatar_dot_v1_dot_avatar__runtime__pb2.SolveMotionRequest.SerializeToString,
+            avatar_dot_v1_dot_avatar__runtime__pb2.MotionFrame.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def CalibrateNeutral(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/avatar.v1.AvatarRuntime/CalibrateNeutral',
+            avatar_dot_v1_dot_avatar__runtime__pb2.CalibrateNeutralRequest.SerializeToString,
             avatar_dot_v1_dot_avatar__runtime__pb2.MotionFrame.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
