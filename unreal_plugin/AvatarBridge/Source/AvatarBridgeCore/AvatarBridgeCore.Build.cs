@@ -1,6 +1,6 @@
 // The engine-independent client core (plain C++17, also built by unreal_plugin/CMakeLists.txt).
-// libzmq is linked from Source/ThirdParty/ZeroMQ; cppzmq and msgpack-c are header-only
-// (Source/ThirdParty/include). See the plugin README for how to fill ThirdParty.
+// libzmq, cppzmq and msgpack-c come from the AvatarBridgeLibs ThirdParty module
+// (Source/ThirdParty/AvatarBridgeLibs, filled by unreal_plugin/scripts/fetch_thirdparty.*).
 using System.IO;
 using UnrealBuildTool;
 
@@ -16,22 +16,7 @@ public class AvatarBridgeCore : ModuleRules
 		ShadowVariableWarningLevel = WarningLevel.Off;
 
 		PublicDependencyModuleNames.Add("Core");  // module boilerplate only; the core uses std::
-		PublicDefinitions.Add("MSGPACK_NO_BOOST=1");
-
-		string ThirdParty = Path.Combine(PluginDirectory, "Source", "ThirdParty");
+		PrivateDependencyModuleNames.Add("AvatarBridgeLibs");  // include path, defines, libzmq
 		PrivateIncludePaths.Add(Path.Combine(ModuleDirectory, "Private"));
-		PublicSystemIncludePaths.Add(Path.Combine(ThirdParty, "include"));
-
-		string ZmqLib = Path.Combine(ThirdParty, "ZeroMQ", Target.Platform.ToString());
-		if (Target.Platform == UnrealTargetPlatform.Win64)
-		{
-			PublicDefinitions.Add("ZMQ_STATIC=1");
-			PublicAdditionalLibraries.Add(Path.Combine(ZmqLib, "libzmq.lib"));
-			PublicSystemLibraries.AddRange(new string[] { "ws2_32.lib", "iphlpapi.lib", "advapi32.lib" });
-		}
-		else
-		{
-			PublicAdditionalLibraries.Add(Path.Combine(ZmqLib, "libzmq.a"));
-		}
 	}
 }
