@@ -25,13 +25,13 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from avatar_runtime.errors import AvatarError, InvalidArgument, LimitExceeded
+from avatar_runtime.errors import AvatarError, InvalidArgument
 from avatar_runtime.service import AvatarService
 
 from .config import BridgeLimits, DeadlineExceeded, Security, bearer_token, is_loopback, \
     require_token_off_loopback
 from .generated import pb
-from .handlers import DriveInbox, RuntimeHandlers, internal_error
+from .handlers import DriveInbox, RuntimeHandlers, SessionGate, internal_error
 from .ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
@@ -86,8 +86,11 @@ class AvatarRuntimeServicer:
         self.handlers = handlers
         self.limits = handlers.limits
         self._pool = pool
-        self._pending_headers = 0
-        self._pending_by_client: dict[str, int] = {}
+        # Streams waiting for their header: they hold no thread, but they are capped too.
+        self._pending = SessionGate(self.limits.max_pending_headers,
+                                    self.limits.max_drive_sessions_per_client,
+                                    "Drive streams waiting for their header",
+                                    ("max_pending_headers", "max_drive_sessions_per_client"))
 
     # -- plumbing ----------------------------------------------------------------------
     def _record(self, method: str, context):
@@ -196,30 +199,16 @@ class AvatarRuntimeServicer:
 
     async def _await_header(self, requests: AsyncIterator, client: str) -> tuple[pb.DriveHeader, AsyncIterator]:
         """The header and the iterator of what follows; caps checked before reading anything."""
-        limits = self.limits
-        if self._pending_headers >= limits.max_pending_headers:
-            raise LimitExceeded(f"{self._pending_headers} Drive streams are waiting for their header "
-                                f"(limit max_pending_headers={limits.max_pending_headers})")
-        held = self._pending_by_client.get(client, 0)
-        if held >= limits.max_drive_sessions_per_client:
-            raise LimitExceeded(f"this client has {held} Drive streams waiting for their header "
-                                f"(limit max_drive_sessions_per_client="
-                                f"{limits.max_drive_sessions_per_client})")
-        self._pending_headers += 1
-        self._pending_by_client[client] = held + 1
-        requests = requests.__aiter__()
-        try:
-            first = await asyncio.wait_for(requests.__anext__(), limits.header_timeout_s)
-        except asyncio.TimeoutError:
-            raise DeadlineExceeded(f"no Drive header within {limits.header_timeout_s:g} s; the first "
-                                   "message of a Drive stream must be a header") from None
-        except StopAsyncIteration:
-            raise InvalidArgument("the Drive stream ended before its header") from None
-        finally:
-            self._pending_headers -= 1
-            self._pending_by_client[client] -= 1
-            if not self._pending_by_client[client]:
-                del self._pending_by_client[client]
+        timeout = self.limits.header_timeout_s
+        with self._pending.slot(client):
+            requests = requests.__aiter__()
+            try:
+                first = await asyncio.wait_for(requests.__anext__(), timeout)
+            except asyncio.TimeoutError:
+                raise DeadlineExceeded(f"no Drive header within {timeout:g} s; the first message "
+                                       "of a Drive stream must be a header") from None
+            except StopAsyncIteration:
+                raise InvalidArgument("the Drive stream ended before its header") from None
         if isinstance(first, Malformed):
             raise first.error()
         if first.WhichOneof("kind") != "header":

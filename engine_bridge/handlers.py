@@ -48,12 +48,15 @@ def internal_error(exc: BaseException, request_id: str | None = None) -> AvatarE
 
 
 class SessionGate:
-    """Counts open drive sessions across transports; refuses past `limit` overall or
-    `per_client` for one client (a gRPC connection, a ZeroMQ socket)."""
+    """Counts open drive sessions (or other `what`) across transports; refuses past `limit`
+    overall or `per_client` for one client (a gRPC connection, a ZeroMQ socket)."""
 
-    def __init__(self, limit: int, per_client: int | None = None):
+    def __init__(self, limit: int, per_client: int | None = None, what: str = "drive sessions",
+                 limit_names: tuple[str, str] = ("max_drive_sessions", "max_drive_sessions_per_client")):
         self.limit = limit
         self.per_client = per_client or limit
+        self.what = what
+        self.limit_names = limit_names
         self.active = 0
         self._by_client: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -62,12 +65,12 @@ class SessionGate:
     def slot(self, client: str = "") -> Iterator[None]:
         with self._lock:
             if self.active >= self.limit:
-                raise LimitExceeded(f"too many drive sessions: {self.active} open "
-                                    f"(limit max_drive_sessions={self.limit})")
+                raise LimitExceeded(f"too many {self.what}: {self.active} open "
+                                    f"(limit {self.limit_names[0]}={self.limit})")
             held = self._by_client.get(client, 0)
             if held >= self.per_client:
-                raise LimitExceeded(f"this client already holds {held} drive sessions "
-                                    f"(limit max_drive_sessions_per_client={self.per_client})")
+                raise LimitExceeded(f"this client already holds {held} {self.what} "
+                                    f"(limit {self.limit_names[1]}={self.per_client})")
             self.active += 1
             self._by_client[client] = held + 1
         try:

@@ -131,7 +131,32 @@ def test_zmq_reader_that_stops_gets_resource_exhausted(servers, astronaut_id, re
 
 
 # -- 2. header-less Drive streams starve nothing --------------------------------------------
+def call_latencies(servers, astronaut_id, rounds: int = 40) -> dict[str, list[float]]:
+    """Seconds per health / List (both transports) / one-frame Drive, `rounds` of each."""
+    latencies: dict[str, list[float]] = {"health": [], "list": [], "zmq list": [], "drive": []}
+    camera = Camera.orbit(width=32, height=32)
+    with servers.client("grpc") as client, servers.client("zmq") as zclient:
+        client.health(), zclient.health()  # connect first: connection set-up is not the point
+        for i in range(rounds):
+            for name, call in (("health", client.health), ("list", client.list_avatars),
+                               ("zmq list", zclient.list_avatars),
+                               ("drive", lambda: list(client.drive(astronaut_id, [pb.MotionFrame(sequence=i)],
+                                                                    camera)))):
+                started = time.perf_counter()
+                call()
+                latencies[name].append(time.perf_counter() - started)
+    return latencies
+
+
+def summary(latencies: dict[str, list[float]]) -> str:
+    return ", ".join(f"{name} p50 {statistics.median(ts) * 1e3:.1f} / p99 {np.percentile(ts, 99) * 1e3:.1f} ms"
+                     for name, ts in latencies.items())
+
+
 def test_idle_drive_streams_do_not_starve_the_server(servers, astronaut_id):
+    """p99 of health/List/Drive with 104 header-less Drive streams open stays under 100 ms
+    (or, on a machine busy with other work, within 3x the same calls measured just before)."""
+    before = call_latencies(servers, astronaut_id, rounds=20)
     target = servers.grpc_address.split("://")[1]
     # 13 connections x 9 streams: 8 per connection wait (104), the 9th is refused at once
     # (a local subchannel pool: one connection per channel)
@@ -146,28 +171,16 @@ def test_idle_drive_streams_do_not_starve_the_server(servers, astronaut_id):
     calls = [pb_grpc.AvatarRuntimeStub(ch).Drive(silent()) for ch in channels for _ in range(9)]
     try:
         time.sleep(1.0)  # all opened and waiting for their header
-        latencies: dict[str, list[float]] = {"health": [], "list": [], "zmq list": [], "drive": []}
-        camera = Camera.orbit(width=32, height=32)
-        with servers.client("grpc") as client, servers.client("zmq") as zclient:
-            client.health(), zclient.health()  # connect first: connection set-up is not the point
-            for i in range(40):
-                for name, call in (("health", client.health), ("list", client.list_avatars),
-                                   ("zmq list", zclient.list_avatars),
-                                   ("drive", lambda: list(client.drive(astronaut_id, [pb.MotionFrame(sequence=i)],
-                                                                        camera)))):
-                    started = time.perf_counter()
-                    call()
-                    latencies[name].append(time.perf_counter() - started)
-        every = [t for ts in latencies.values() for t in ts]
-        p99 = float(np.percentile(every, 99))
-        print("with 104 idle Drive streams: " + ", ".join(
-            f"{name} p50 {statistics.median(ts) * 1e3:.1f} / p99 {np.percentile(ts, 99) * 1e3:.1f} ms"
-            for name, ts in latencies.items()))
-        assert p99 < 0.1
+        during = call_latencies(servers, astronaut_id)
+        print(f"\nwithout idle streams: {summary(before)}\nwith 104 idle Drive streams: {summary(during)}")
+        p99 = float(np.percentile([t for ts in during.values() for t in ts], 99))
+        p99_before = float(np.percentile([t for ts in before.values() for t in ts], 99))
+        assert p99 < max(0.1, 3 * p99_before)
         # The caps answered the excess at once instead of holding it.
         refused = [c for c in calls if c.done()]
         assert len(refused) == len(channels)
         assert all(c.code() == grpc.StatusCode.RESOURCE_EXHAUSTED for c in refused)
+        assert all("waiting for their header" in c.details() for c in refused)
     finally:
         release.set()
         for call in calls:
