@@ -78,6 +78,25 @@ int TestCoordinates(const Args&) {
     CHECK(Near(m.arkit[ArkitIndex("jawOpen")], 0.7, 1e-6) && m.arkit[0] == 1.f);
     CHECK(Near(m.head_rotation[1], std::sin(a / 2), 1e-6) && !m.has_eye_gaze && m.sequence == 3);
     CHECK(ArkitIndex("tongueOut") == 51 && ArkitIndex("nope") == -1);
+    // MotionFrame -> Live Link Face curves -> MotionFrame (what the Live Link source publishes).
+    for (const Vec3& ypr : {Vec3{0.3, -0.2, 0.1}, Vec3{-1.2, 0.7, -0.4}, Vec3{0, 0, 0}}) {
+        const Vec3 back_ypr = YawPitchRollFromQuat(QuatFromYawPitchRoll(ypr[0], ypr[1], ypr[2]));
+        for (int i = 0; i < 3; ++i) CHECK(Near(back_ypr[i], ypr[i], 1e-9));
+    }
+    MotionFrame face = TestMotion(17);
+    face.has_eye_gaze = true;
+    face.eye_gaze = {0.1f, -0.05f, 0.12f, -0.04f};
+    const auto curves = LiveLinkFaceCurves(face);
+    CHECK(curves.size() == 59 && curves[0].first == "EyeBlinkLeft" && curves[51].first == "TongueOut");
+    CHECK(curves[52].first == "HeadYaw" && curves[58].first == "RightEyePitch");
+    const MotionFrame again = MotionFromCurves(curves, 17, 0.0);
+    for (int i = 0; i < kNumArkit; ++i) CHECK(Near(again.arkit[i], face.arkit[i], 1e-6));
+    for (int i = 0; i < 4; ++i) CHECK(Near(again.head_rotation[i], face.head_rotation[i], 1e-5));
+    CHECK(again.has_eye_gaze && Near(again.eye_gaze[3], face.eye_gaze[3], 1e-7));
+    CHECK(LiveLinkFaceCurves(TestMotion(1)).size() == 55);  // no gaze: no eye angle curves
+    // Gaze yaw turns the eye's +Z toward +X (runtime), pitch toward +Y.
+    const Quat eye = EyeRotationFromGaze(0.5, 0.0);
+    CHECK(Near(eye[1], std::sin(0.25), 1e-12) && Near(eye[3], std::cos(0.25), 1e-12));
     return 0;
 }
 

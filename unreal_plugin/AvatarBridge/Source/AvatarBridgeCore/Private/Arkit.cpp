@@ -81,4 +81,28 @@ MotionFrame MotionFromCurves(const std::vector<std::pair<std::string, float>>& c
     return frame;
 }
 
+std::vector<std::pair<std::string, float>> LiveLinkFaceCurves(const MotionFrame& frame) {
+    std::vector<std::pair<std::string, float>> curves;
+    curves.reserve(kNumArkit + 7);
+    const auto& names = ArkitNames();
+    for (int i = 0; i < kNumArkit; ++i) {
+        std::string name = names[i];
+        name[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(name[0])));
+        curves.emplace_back(std::move(name), frame.arkit[i]);
+    }
+    const Quat q = {frame.head_rotation[0], frame.head_rotation[1], frame.head_rotation[2],
+                    frame.head_rotation[3]};
+    const Vec3 angles = YawPitchRollFromQuat(q);
+    curves.emplace_back("HeadYaw", float(angles[0]));
+    curves.emplace_back("HeadPitch", float(angles[1]));
+    curves.emplace_back("HeadRoll", float(angles[2]));
+    if (frame.has_eye_gaze) {
+        curves.emplace_back("LeftEyeYaw", frame.eye_gaze[0]);
+        curves.emplace_back("LeftEyePitch", frame.eye_gaze[1]);
+        curves.emplace_back("RightEyeYaw", frame.eye_gaze[2]);
+        curves.emplace_back("RightEyePitch", frame.eye_gaze[3]);
+    }
+    return curves;
+}
+
 }  // namespace avatar_bridge

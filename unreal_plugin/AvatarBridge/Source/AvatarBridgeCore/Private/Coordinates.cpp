@@ -1,5 +1,6 @@
 #include "AvatarBridgeCore/Coordinates.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace avatar_bridge {
@@ -76,6 +77,20 @@ Quat QuatFromYawPitchRoll(double yaw, double pitch, double roll) {
     const Quat qx{std::sin(pitch / 2), 0.0, 0.0, std::cos(pitch / 2)};
     const Quat qz{0.0, 0.0, std::sin(roll / 2), std::cos(roll / 2)};
     return Multiply(Multiply(qy, qx), qz);
+}
+
+Vec3 YawPitchRollFromQuat(const Quat& q) {
+    const double x = q[0], y = q[1], z = q[2], w = q[3];
+    // R = Ry(yaw) Rx(pitch) Rz(roll): R12 = -sin(pitch), (R02, R22) ~ yaw, (R10, R11) ~ roll.
+    const double r12 = 2 * (y * z - x * w);
+    const double pitch = std::asin(std::clamp(-r12, -1.0, 1.0));
+    const double yaw = std::atan2(2 * (x * z + y * w), 1 - 2 * (x * x + y * y));
+    const double roll = std::atan2(2 * (x * y + z * w), 1 - 2 * (x * x + z * z));
+    return {yaw, pitch, roll};
+}
+
+Quat EyeRotationFromGaze(double yaw, double pitch) {
+    return QuatFromYawPitchRoll(yaw, -pitch, 0.0);
 }
 
 }  // namespace avatar_bridge

@@ -28,4 +28,10 @@ AB_CORE_API int ArkitIndex(const std::string& name);
 AB_CORE_API MotionFrame MotionFromCurves(const std::vector<std::pair<std::string, float>>& curves,
                              uint64_t sequence, double timecode);
 
+// MotionFrame -> named curves as the Live Link Face app names them: the 52 ARKit curves with
+// a capital first letter ("EyeBlinkLeft" ... "TongueOut"), HeadYaw / HeadPitch / HeadRoll
+// (radians, YawPitchRollFromQuat of head_rotation) and, when the frame has a gaze,
+// LeftEyeYaw / LeftEyePitch / RightEyeYaw / RightEyePitch. MotionFromCurves reads them back.
+AB_CORE_API std::vector<std::pair<std::string, float>> LiveLinkFaceCurves(const MotionFrame& frame);
+
 }  // namespace avatar_bridge

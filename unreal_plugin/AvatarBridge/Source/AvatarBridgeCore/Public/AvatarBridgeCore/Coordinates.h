@@ -54,5 +54,12 @@ AB_CORE_API std::array<double, 16> CameraToWorldFromUnreal(const Transform& unre
 // toward the subject's left, pitch positive looks down, roll positive tips the head toward
 // the subject's right shoulder. This is what Live Link Face's HeadYaw/HeadPitch/HeadRoll carry.
 AB_CORE_API Quat QuatFromYawPitchRoll(double yaw, double pitch, double roll);
+// The inverse: (yaw, pitch, roll) radians of a unit quaternion, pitch in [-pi/2, pi/2].
+AB_CORE_API Vec3 YawPitchRollFromQuat(const Quat& q);
+
+// An eye's rotation for a gaze (yaw, pitch) radians, runtime convention (the eye's +Z axis
+// turned by yaw toward +X, then by pitch toward +Y: Ry(yaw) Rx(-pitch), as the runtime's head
+// model turns the eyeballs).
+AB_CORE_API Quat EyeRotationFromGaze(double yaw, double pitch);
 
 }  // namespace avatar_bridge
