@@ -299,7 +299,7 @@ def test_built_zip_installs_and_enables_in_a_fresh_user_dir(built_zip, tmp_path)
     info = json.loads(report.read_text())
     assert info["result"] == ["FINISHED"] and info["enabled"] and info["panel"]
     for name in ("create_avatar", "drive", "bake", "render_from_server", "check_connection", "cancel_task",
-                 "refresh_avatars", "import_avatar"):
+                 "refresh_avatars", "import_avatar", "calibrate_neutral", "reset_neutral"):
         assert name in info["operators"]
     assert info["address"] == "tcp://127.0.0.1:5555"
 
@@ -320,8 +320,9 @@ def test_create_imports_one_rigged_textured_head(ops, created, rig):
     modifier = next(m for m in rig.mesh.modifiers if m.type == "ARMATURE")
     assert modifier.object == rig.armature
     assert {"head", "neck", "jaw"} <= set(rig.armature.data.bones.keys())
-    images = [node.image for slot in rig.mesh.material_slots if slot.material
-              for node in slot.material.node_tree.nodes if node.type == "TEX_IMAGE" and node.image]
+    # One texture (shared by every material the export has), packed.
+    images = list({node.image for slot in rig.mesh.material_slots if slot.material
+                   for node in slot.material.node_tree.nodes if node.type == "TEX_IMAGE" and node.image})
     assert len(images) == 1
     assert images[0].size[0] >= 256 and images[0].packed_file is not None  # survives the temp glb
 
@@ -519,6 +520,168 @@ def test_bake_keeps_the_footage_frame_numbers_when_frames_have_no_face(ops, rig,
         rig.armature.animation_data_clear()
 
 
+# -- neutral calibration -----------------------------------------------------------------------
+MAIN = ("eyeBlinkLeft", "eyeBlinkRight", "jawOpen", "mouthSmileLeft", "mouthSmileRight", "browInnerUp",
+        "browDownLeft", "browDownRight", "browOuterUpLeft", "browOuterUpRight")
+# A performer whose face at rest reads as an expression: raised brows, a slight smile.
+AT_REST = {"browInnerUp": 1.0, "browOuterUpLeft": 1.0, "browOuterUpRight": 1.0, "mouthSmileLeft": 0.4,
+           "mouthSmileRight": 0.4}
+
+
+def render_rgb(oracle, avatar_id, weights: dict, size: int = VIDEO_SIZE) -> np.ndarray:
+    rgba = oracle.render_frame(avatar_id, MotionFrame.from_weights(weights),
+                               Camera.orbit(width=size, height=size)).astype(np.float32)
+    alpha = rgba[..., 3:] / 255
+    return np.rint(rgba[..., :3] * alpha + 110 * (1 - alpha)).astype(np.uint8)
+
+
+def png_of(rgb: np.ndarray) -> bytes:
+    return cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes()
+
+
+def main_weights(frame) -> dict[str, float]:
+    return {name: round(float(frame.arkit[ARKIT_INDEX[name]]), 3) for name in MAIN}
+
+
+def calibrate(ops, **kwargs) -> float:
+    assert bpy.ops.avatar_runtime.calibrate_neutral(**kwargs) == {"FINISHED"}
+    return pump(ops, lambda: "calibrate" not in ops.STATE.tasks, 30)
+
+
+def reset(ops) -> float:
+    assert bpy.ops.avatar_runtime.reset_neutral() == {"FINISHED"}
+    return pump(ops, lambda: "calibrate" not in ops.STATE.tasks, 30)
+
+
+@pytest.fixture
+def uncalibrated(oracle, rig):
+    """The module's avatar back at its source-photo neutral afterwards, whatever the test did."""
+    yield
+    oracle.calibrate_neutral(rig.avatar_id, reset=True)
+
+
+def test_calibrating_on_a_photo_makes_it_read_at_rest_and_reset_undoes_it(ops, rig, oracle, portrait,
+                                                                          tmp_path, uncalibrated):
+    photo = tmp_path / "performer_at_rest.png"
+    photo.write_bytes(png_of(render_rgb(oracle, rig.avatar_id, AT_REST, 512)))
+    before = main_weights(oracle.solve_motion(photo.read_bytes(), rig.avatar_id))
+    assert max(before["browInnerUp"], before["mouthSmileLeft"], before["mouthSmileRight"]) > 0.2, before
+
+    seconds = calibrate(ops, source="FILE", filepath=str(photo))
+    assert not ops.STATE.error, ops.STATE.error
+    assert ops.STATE.activity.startswith(f"Neutral of {rig.armature.name} calibrated on performer_at_rest.png: "
+                                         "at rest it now reads 0."), ops.STATE.activity
+    after = main_weights(oracle.solve_motion(photo.read_bytes(), rig.avatar_id))
+    replied = main_weights(ops.STATE.last_neutral)
+    print(f"\ncalibrate on a photo ({seconds * 1000:.0f} ms): before {before}\n  after {after}")
+    assert max(after.values()) < 0.15, after
+    assert max(replied.values()) < 0.15, replied
+
+    seconds = reset(ops)
+    assert not ops.STATE.error, ops.STATE.error
+    assert ops.STATE.activity == f"Neutral of {rig.armature.name} reset to the one estimated from its source photo"
+    assert max(ops.STATE.last_neutral.arkit) == 0.0
+    again = main_weights(oracle.solve_motion(photo.read_bytes(), rig.avatar_id))
+    print(f"reset ({seconds * 1000:.0f} ms): {again}")
+    for name in ("browInnerUp", "mouthSmileLeft", "mouthSmileRight"):
+        assert again[name] == pytest.approx(before[name], abs=0.05)
+
+    # A real photo too: the portrait the avatar was made from, taken as the face at rest.
+    calibrate(ops, source="FILE", filepath=str(portrait))
+    assert not ops.STATE.error, ops.STATE.error
+    real = main_weights(oracle.solve_motion(portrait.read_bytes(), rig.avatar_id))
+    print(f"calibrated on {portrait.name}: {real}")
+    assert max(real.values()) < 0.15, real
+
+
+def test_calibrating_on_the_current_frame_of_the_drive_footage(ops, rig, oracle, tmp_path, uncalibrated):
+    """Footage at 15 fps in a 30 fps scene: footage frame i is on scene frame start + 2 i (the
+    bake's clock); frame 5 (the sixth) is the performer at rest, the others are expressions."""
+    expressions = [{"jawOpen": 0.7}, {"mouthSmileLeft": 0.8, "mouthSmileRight": 0.8}, {"jawOpen": 0.4},
+                   {"browDownLeft": 0.8, "browDownRight": 0.8}, {"jawOpen": 0.9}, AT_REST, {"jawOpen": 0.7},
+                   {"jawOpen": 0.2}]
+    frames = [render_rgb(oracle, rig.avatar_id, weights) for weights in expressions]
+    path = tmp_path / "take_with_rest.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"FFV1"), 15, (VIDEO_SIZE, VIDEO_SIZE))
+    for rgb in frames:
+        writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    writer.release()
+    assert bpy.ops.avatar_runtime.drive(filepath=str(path)) == {"FINISHED"}
+    pump(ops, lambda: ops.STATE.drive is None, 60)
+    assert not ops.STATE.error, ops.STATE.error
+    assert ops.STATE.footage.path == path and ops.STATE.footage.count == len(frames)
+
+    scene = bpy.context.scene
+    scene.render.fps, scene.render.fps_base, scene.frame_start = 30, 1.0, 1
+    rest, jaw = png_of(frames[5]), png_of(frames[0])
+    before = main_weights(oracle.solve_motion(rest, rig.avatar_id))
+    scene.frame_set(11)
+    drawn: list = []
+    draw_panel(drawn)
+    assert ("label", "Neutral: frame 6 of take_with_rest.avi") in drawn
+    seconds = calibrate(ops, source="FOOTAGE")
+    assert not ops.STATE.error, ops.STATE.error
+    assert f"calibrated on frame 6 of {path.name} at scene frame 11: at rest it now reads" in ops.STATE.activity
+    after = main_weights(oracle.solve_motion(rest, rig.avatar_id))
+    opened = main_weights(oracle.solve_motion(jaw, rig.avatar_id))
+    print(f"\ncalibrate on footage frame 6 ({seconds * 1000:.0f} ms): before {before}\n  after {after}\n"
+          f"  frame 1 (jawOpen 0.7) now {opened}")
+    assert max(after.values()) < 0.15, after
+    assert opened["jawOpen"] > 0.3  # motion still reads, relative to the new rest
+
+    scene.frame_set(40)  # past the footage: nothing is sent, the report says why
+    with pytest.raises(RuntimeError, match="scene frame 40 is frame 21 of take_with_rest.avi, which has frames 1-8"):
+        bpy.ops.avatar_runtime.calibrate_neutral(source="FOOTAGE")
+    assert "calibrate" not in ops.STATE.tasks
+    scene.frame_set(1)
+
+
+def test_calibration_errors_are_reported_not_raised(ops, rig, oracle, runtime, tmp_path, uncalibrated):
+    grey = tmp_path / "empty_wall.png"
+    grey.write_bytes(png_of(np.full((256, 256, 3), 128, np.uint8)))
+    calibrate(ops, source="FILE", filepath=str(grey))  # the operator itself finishes
+    print(f"\nno face: {ops.STATE.error}")
+    assert ops.STATE.error.startswith("Calibrate neutral: FAILED_PRECONDITION: no face found in empty_wall.png;")
+    assert bpy.ops.avatar_runtime.calibrate_neutral.poll()  # still usable
+    drawn: list = []
+    draw_panel(drawn)
+    assert ("label", ops.STATE.error) in drawn
+
+    # Nothing to calibrate on: said at once, nothing sent.
+    with pytest.raises(RuntimeError, match="cannot read .*missing.png"):
+        bpy.ops.avatar_runtime.calibrate_neutral(source="FILE", filepath=str(tmp_path / "missing.png"))
+    saved = ops.STATE.footage
+    try:
+        ops.STATE.footage = ops.Footage(tmp_path / "take.csv", take=True)
+        with pytest.raises(RuntimeError, match="Live Link Face take .take.csv., which has no pixels"):
+            bpy.ops.avatar_runtime.calibrate_neutral(source="FOOTAGE")
+        ops.STATE.footage = None
+        with pytest.raises(RuntimeError, match="no drive footage yet: drive from a video first"):
+            bpy.ops.avatar_runtime.calibrate_neutral(source="FOOTAGE")
+    finally:
+        ops.STATE.footage = saved
+
+    # Another runtime, with a token and without this avatar.
+    photo = tmp_path / "rest.png"
+    photo.write_bytes(png_of(render_rgb(oracle, rig.avatar_id, AT_REST, 256)))
+    guarded = start_runtime(tmp_path / "data", tmp_path / "serve.log", "--token", "s3cret")
+    try:
+        set_address(guarded.address, "wrong")
+        calibrate(ops, source="FILE", filepath=str(photo))
+        assert ops.STATE.error.startswith("Calibrate neutral: UNAUTHENTICATED: the runtime refused the token")
+        assert ops.STATE.connection.startswith("token refused by")
+        set_address(guarded.address, "s3cret")
+        reset(ops)
+        print(f"unknown avatar: {ops.STATE.error}")
+        assert ops.STATE.error.startswith(f"Reset neutral: NOT_FOUND: the runtime at {guarded.address} has no "
+                                          f"avatar {rig.avatar_id} ({rig.armature.name})")
+    finally:
+        guarded.stop()
+        set_address(runtime.address)
+    calibrate(ops, source="FILE", filepath=str(photo))  # the add-on's own runtime: fine again
+    assert not ops.STATE.error, ops.STATE.error
+
+
 # -- Live Link Face take -----------------------------------------------------------------------
 def test_a_livelink_take_drives_the_rig(ops, rig, tmp_path):
     rng = np.random.default_rng(3)
@@ -626,7 +789,8 @@ def test_panel_draws_status_and_every_action(ops, rig):
     operators = {name for kind, name in drawn if kind == "operator"}
     assert {"avatar_runtime.create_avatar", "avatar_runtime.drive", "avatar_runtime.bake",
             "avatar_runtime.render_from_server", "avatar_runtime.check_connection",
-            "avatar_runtime.refresh_avatars", "avatar_runtime.import_avatar"} <= operators
+            "avatar_runtime.refresh_avatars", "avatar_runtime.import_avatar",
+            "avatar_runtime.calibrate_neutral", "avatar_runtime.reset_neutral"} <= operators
     assert ("list", "AVATAR_RUNTIME_UL_avatars") in drawn
     labels = " | ".join(text for kind, text in drawn if kind == "label")
     assert f"Avatar: {rig.armature.name}" in labels and "ZeroMQ tcp://127.0.0.1:" in labels

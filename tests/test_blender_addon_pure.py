@@ -553,3 +553,32 @@ def test_export_is_verified_by_size_and_sha256(fake_runtime):
             pytest.raises(client.ServerError) as info:
         c.export_mesh("x")
     assert info.value.code == "DATA_LOSS"
+
+
+def test_calibrate_neutral_sends_the_face_at_rest_or_a_reset(fake_runtime):
+    def respond(request):
+        if request["kind"] != "CalibrateNeutral":
+            return []
+        if request["body"]["avatar_id"] == "gone":
+            return [_reply(request, error={"code": "NOT_FOUND", "message": "no avatar with id 'gone'"})]
+        return [_reply(request, {"arkit": [0.01] * 52, "head_rotation": [0.0, 0.0, 0.0, 1.0]})]
+
+    server = fake_runtime(respond)
+    points = {"xyz": np.zeros(1434, np.float32), "width": 640, "height": 480}
+    with client.Client(client.Settings(server.address, token="t")) as c:
+        sample = c.calibrate_neutral("abc", image=b"png bytes")
+        assert sample.arkit == (0.01,) * 52
+        c.calibrate_neutral("abc", landmarks=points)
+        c.calibrate_neutral("abc", reset=True)
+        with pytest.raises(client.ServerError) as info:
+            c.calibrate_neutral("gone", image=b"png bytes")
+        assert info.value.code == "NOT_FOUND"
+        for bad in ({}, {"image": b"x", "landmarks": points}, {"image": b"x", "reset": True}):
+            with pytest.raises(ValueError):
+                c.calibrate_neutral("abc", **bad)
+    bodies = [r["body"] for r in server.requests if r["kind"] == "CalibrateNeutral"]
+    assert bodies[0] == {"avatar_id": "abc", "neutral": {"image": b"png bytes"}}
+    assert bodies[1] == {"avatar_id": "abc", "neutral": {"landmarks": {
+        "xyz": [0.0] * 1434, "width": 640, "height": 480}}}
+    assert bodies[2] == {"avatar_id": "abc", "reset": True}
+    assert len(bodies) == 4 and all(r["token"] == "t" for r in server.requests)

@@ -19,6 +19,8 @@ classes = (
     ops.AVATAR_RUNTIME_OT_drive,
     ops.AVATAR_RUNTIME_OT_stop_drive,
     ops.AVATAR_RUNTIME_OT_bake,
+    ops.AVATAR_RUNTIME_OT_calibrate_neutral,
+    ops.AVATAR_RUNTIME_OT_reset_neutral,
     ops.AVATAR_RUNTIME_OT_render_from_server,
     panel.AVATAR_RUNTIME_PT_main,
 )

@@ -37,6 +37,8 @@ import msgpack
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
+from .motion import MotionSample
+
 UNAVAILABLE = "UNAVAILABLE"
 CANCELLED = "CANCELLED"
 UNAUTHENTICATED = "UNAUTHENTICATED"
@@ -315,3 +317,28 @@ class Client(Connection):
         """Start one SolveMotion call (image -> MotionFrame); pair with `receive`."""
         return self.send("SolveMotion", {"image": image, "avatar_id": avatar_id,
                                          "sequence": int(sequence), "timecode": float(timecode)})
+
+    def calibrate_neutral(self, avatar_id: str, image: bytes | None = None,
+                          landmarks: dict | None = None, reset: bool = False) -> MotionSample:
+        """Make the performer's face at rest the avatar's neutral (CalibrateNeutral).
+
+        One of `image` (PNG/JPEG bytes of the face at rest) or `landmarks` (a map
+        {xyz: 1434 floats, width, height}: MediaPipe's 478 points in pixels); or `reset=True`
+        alone, back to the neutral the runtime estimated from the avatar's source photo.
+        Every later solve for the avatar reads motion relative to that face. Returns the
+        neutral frame as it now solves (about all zero; all zero after a reset). No face in
+        the image is ServerError FAILED_PRECONDITION, an unknown avatar NOT_FOUND.
+        """
+        if reset:
+            if image is not None or landmarks is not None:
+                raise ValueError("calibrate_neutral: a neutral frame or reset=True, not both")
+            body: dict[str, Any] = {"avatar_id": avatar_id, "reset": True}
+        elif (image is None) == (landmarks is None):
+            raise ValueError("calibrate_neutral takes one neutral frame: image or landmarks")
+        elif image is not None:
+            body = {"avatar_id": avatar_id, "neutral": {"image": bytes(image)}}
+        else:
+            body = {"avatar_id": avatar_id, "neutral": {"landmarks": {
+                "xyz": [float(v) for v in landmarks["xyz"]], "width": int(landmarks["width"]),
+                "height": int(landmarks["height"])}}}
+        return MotionSample.from_body(self.call("CalibrateNeutral", body))

@@ -22,8 +22,8 @@ from bpy_extras.io_utils import ImportHelper
 
 from . import convert, prefs
 from .client import CANCELLED, UNAUTHENTICATED, UNAVAILABLE, Client, RenderedImage, ServerError, Settings
-from .drive import Finished, Playback, Skipped, SolvePipeline
-from .imaging import rgba8_to_blender_pixels
+from .drive import Finished, Playback, Skipped, SolvePipeline, png_level
+from .imaging import blender_pixels_to_rgb8, encode_png, rgba8_to_blender_pixels
 from .motion import ARKIT_NAMES, MotionFileError, MotionSample, read_livelink_csv, resample
 from .tasks import Mailbox, Task
 
@@ -32,6 +32,11 @@ HEAD_BONE = "head"
 RENDER_IMAGE = "Avatar Runtime Render"
 TICK_S = 0.01
 TAKE_SUFFIXES = (".csv",)
+MOVIE_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+# What a neutral calibration is judged by in its report (the channels a face at rest moves most).
+MAIN_CHANNELS = ("eyeBlinkLeft", "eyeBlinkRight", "jawOpen", "mouthSmileLeft", "mouthSmileRight",
+                 "browInnerUp", "browDownLeft", "browDownRight", "browOuterUpLeft", "browOuterUpRight")
 
 
 # -- state shared by the operators, the timer and the panel ------------------------------
@@ -48,6 +53,22 @@ class Recording:
     end: float | None = None  # timecode of the last footage frame answered (faced or not)
 
 
+@dataclass(frozen=True)
+class Footage:
+    """What the last drive ran from: a movie (its frames are on the footage clock, frame i at
+    i / fps, which the bake puts on scene frame start + i at the footage's rate), or a take."""
+
+    path: Path
+    fps: float = 0.0
+    count: int = 0
+    take: bool = False
+
+    def frame_at(self, scene: bpy.types.Scene) -> int:
+        """The footage frame shown at the scene's current frame (the bake's clock)."""
+        scene_fps = scene.render.fps / scene.render.fps_base
+        return round((scene.frame_current - scene.frame_start) * self.fps / scene_fps)
+
+
 @dataclass
 class State:
     mailbox: Mailbox = field(default_factory=Mailbox)
@@ -59,6 +80,8 @@ class State:
     progress: dict[str, tuple[str, float]] = field(default_factory=dict)  # task -> (stage, 0..1)
     drive: "DriveSession | None" = None
     recording: Recording | None = None
+    footage: Footage | None = None  # the last drive's source, for "calibrate on the current frame"
+    last_neutral: MotionSample | None = None  # the last calibrated neutral as the runtime solves it
 
 
 STATE = State()
@@ -689,15 +712,18 @@ class AVATAR_RUNTIME_OT_drive(bpy.types.Operator, ImportHelper):
         try:
             if path.suffix.lower() in TAKE_SUFFIXES:
                 session = TakeDrive(rig, path.name, read_livelink_csv(path, self.take_fps))
+                footage = Footage(path, take=True)
             else:
                 preferences = prefs.get(context)
                 frames = MovieFrames(path, preferences.max_frame_side)
+                footage = Footage(path, frames.fps, frames.count)
                 pipeline = SolvePipeline(preferences.settings(), rig.avatar_id, preferences.solve_window)
                 session = VideoDrive(rig, path.name, frames, pipeline.start())
         except (MotionFileError, ValueError, ServerError) as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         STATE.drive = session
+        STATE.footage = footage
         STATE.activity = f"Driving from {path.name}"
         _ensure_ticking()
         return {"FINISHED"}
@@ -802,3 +828,226 @@ def _show_render(frame: RenderedImage) -> bpy.types.Image:
                 area.spaces.active.image = image
     return image
 
+
+
+# -- neutral calibration ---------------------------------------------------------------------
+class NeutralSourceError(ValueError):
+    """No frame to calibrate on; the message says what to do instead."""
+
+
+@dataclass(frozen=True)
+class Neutral:
+    """The face at rest to send: a file's bytes, or a movie frame as Blender decoded it."""
+
+    what: str  # for reports: "frame 46 of drive.avi", "rest.png"
+    data: bytes = b""
+    pixels: np.ndarray | None = None  # Blender float RGBA, row 0 = bottom
+    width: int = 0
+    height: int = 0
+
+    def image(self, address: str) -> bytes:
+        """PNG/JPEG bytes for the runtime (movie frames encoded like drive frames)."""
+        if self.pixels is None:
+            return self.data
+        return encode_png(blender_pixels_to_rgb8(self.pixels, self.width, self.height), png_level(address))
+
+
+def movie_neutral(path: Path, index: int | None, scene: bpy.types.Scene, max_side: int,
+                  where: str = "") -> Neutral:
+    """Frame `index` (0-based; None = the one at the scene's current frame) of a movie, read
+    and scaled as a drive reads it, so the neutral is the pixels a drive would send."""
+    try:
+        frames = MovieFrames(path, max_side)
+    except ValueError as exc:
+        raise NeutralSourceError(str(exc)) from None
+    try:
+        if index is None:
+            index = Footage(path, frames.fps, frames.count).frame_at(scene)
+            where = f" at scene frame {scene.frame_current}"
+            if not 0 <= index < frames.count:
+                raise NeutralSourceError(
+                    f"scene frame {scene.frame_current} is frame {index + 1} of {path.name}, which has "
+                    f"frames 1-{frames.count} (its frame 1 is on scene frame {scene.frame_start}); go to "
+                    "a frame of the footage where the face is at rest")
+        if not 0 <= index < frames.count:
+            raise NeutralSourceError(f"{path.name} has no frame {index + 1} (it has {frames.count})")
+        return Neutral(f"frame {index + 1} of {path.name}{where}", pixels=frames.read(index),
+                       width=frames.width, height=frames.height)
+    finally:
+        frames.close()
+
+
+def footage_neutral(context: bpy.types.Context) -> Neutral:
+    """The current frame of the drive footage: while a drive runs, the frame the rig shows;
+    otherwise the footage frame at the scene's current frame, on the bake's clock (footage
+    frame 1 on the scene's start frame, at the footage's frame rate)."""
+    footage = STATE.footage
+    if footage is None:
+        raise NeutralSourceError("no drive footage yet: drive from a video first, or calibrate "
+                                 "from an image of the performer's face at rest")
+    if footage.take:
+        raise NeutralSourceError(f"the last drive was a Live Link Face take ({footage.path.name}), "
+                                 "which has no pixels (Live Link Face calibrates on the phone); "
+                                 "drive from a video, or calibrate from an image")
+    if not footage.path.is_file():
+        raise NeutralSourceError(f"the drive footage {footage.path} is gone; drive from a video "
+                                 "again, or calibrate from an image")
+    max_side = prefs.get(context).max_frame_side
+    drive = STATE.drive
+    if isinstance(drive, VideoDrive) and drive.recording.samples:
+        index = drive.recording.samples[-1].sequence
+        return movie_neutral(footage.path, index, context.scene, max_side, " (on the rig now)")
+    return movie_neutral(footage.path, None, context.scene, max_side)
+
+
+def file_neutral(path: Path, context: bpy.types.Context) -> Neutral:
+    """An image file as it is (the runtime decodes it), or a movie's frame at the current
+    scene frame."""
+    if path.suffix.lower() in MOVIE_SUFFIXES:
+        return movie_neutral(path, None, context.scene, prefs.get(context).max_frame_side)
+    try:
+        return Neutral(path.name, data=path.read_bytes())
+    except OSError as exc:
+        raise NeutralSourceError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _explain_calibration(exc: ServerError, what: str, rig_name: str, avatar_id: str,
+                         address: str) -> ServerError:
+    """The runtime's error, said in the terms of the button that was pressed."""
+    if exc.code == "FAILED_PRECONDITION" and "face" in exc.message.lower():
+        message = (f"no face found in {what}; use a frame or an image where the performer's face "
+                   f"is clearly visible, at rest (runtime: {exc.message})")
+    elif exc.code == "NOT_FOUND":
+        message = (f"the runtime at {address} has no avatar {avatar_id} ({rig_name}): it was "
+                   "deleted there, or this is another runtime; import the avatar from this runtime "
+                   f"or create it again (runtime: {exc.message})")
+    elif exc.code == "INVALID_ARGUMENT" and what:
+        message = f"the runtime cannot use {what}: {exc.message}"
+    else:
+        return exc
+    return ServerError(exc.code, message, exc.request_id)
+
+
+def _calibration_summary(sample: MotionSample) -> str:
+    values = dict(zip(ARKIT_NAMES, sample.arkit))
+    channel = max(MAIN_CHANNELS, key=lambda name: values[name])
+    if values[channel] < 0.005:
+        return "0.00 on blink, jaw, smile and brows"
+    return f"{values[channel]:.2f} at most on blink, jaw, smile and brows ({channel})"
+
+
+def start_calibration(rig: Rig, settings: Settings, neutral: Neutral | None) -> Task:
+    """CalibrateNeutral for the rig's avatar on a worker thread: on `neutral`, or reset (None)."""
+    avatar_id, name = rig.avatar_id, rig.armature.name
+    what = neutral.what if neutral is not None else ""
+    STATE.activity = f"Calibrating the neutral of {name} on {what}" if neutral else f"Resetting the neutral of {name}"
+
+    def work(task: Task) -> MotionSample:
+        with Client(settings) as client:
+            try:
+                if neutral is None:
+                    return client.calibrate_neutral(avatar_id, reset=True)
+                return client.calibrate_neutral(avatar_id, image=neutral.image(settings.address))
+            except ServerError as exc:
+                raise _explain_calibration(exc, what, name, avatar_id, settings.address) from None
+
+    def done(sample: MotionSample) -> None:
+        _mark_connected(settings)
+        if neutral is None:
+            STATE.activity = f"Neutral of {name} reset to the one estimated from its source photo"
+        else:
+            STATE.activity = f"Neutral of {name} calibrated on {what}: at rest it now reads {_calibration_summary(sample)}"
+        STATE.last_neutral = sample
+        _report("INFO", STATE.activity)
+
+    return _start_task("calibrate", work, done, settings,
+                       label="Reset neutral" if neutral is None else "Calibrate neutral")
+
+
+class AVATAR_RUNTIME_OT_calibrate_neutral(bpy.types.Operator):
+    """Take the performer's face at rest as the avatar's neutral, as Live Link Face's
+    calibrate does: from then on the runtime reads every solve for this avatar relative to it"""
+
+    bl_idname = "avatar_runtime.calibrate_neutral"
+    bl_label = "Calibrate Neutral"
+
+    source: EnumProperty(
+        name="Source",
+        items=[("FOOTAGE", "Current Frame", "The drive footage's frame at the scene's current frame "
+                "(while driving: the frame on the rig)"),
+               ("FILE", "Image File", "A photo of the performer's face at rest (or a movie: its frame "
+                "at the scene's current frame)")],
+        default="FOOTAGE", options={"SKIP_SAVE"},
+    )
+    filepath: StringProperty(name="File", subtype="FILE_PATH", options={"SKIP_SAVE"})
+    filter_glob: StringProperty(default=";".join(f"*{s}" for s in IMAGE_SUFFIXES + MOVIE_SUFFIXES),
+                                options={"HIDDEN"})
+
+    @classmethod
+    def description(cls, context, properties):
+        if properties.source == "FILE":
+            return ("Calibrate the avatar's neutral on a photo of the performer's face at rest "
+                    "(or a movie's frame at the current scene frame)")
+        return ("Calibrate the avatar's neutral on the current frame of the drive footage (the "
+                "performer's face at rest): from then on the avatar reads motion relative to it")
+
+    @classmethod
+    def poll(cls, context):
+        if find_rig(context) is None:
+            cls.poll_message_set("Create or import an avatar first")
+            return False
+        return "calibrate" not in STATE.tasks
+
+    def invoke(self, context, event):
+        if self.source == "FILE" and not self.filepath:
+            context.window_manager.fileselect_add(self)
+            return {"RUNNING_MODAL"}
+        return self.execute(context)
+
+    def execute(self, context):
+        rig = find_rig(context)
+        try:
+            if self.source == "FILE":
+                if not self.filepath:
+                    raise NeutralSourceError("pick an image of the performer's face at rest")
+                neutral = file_neutral(Path(bpy.path.abspath(self.filepath)), context)
+            else:
+                neutral = footage_neutral(context)
+        except NeutralSourceError as exc:
+            STATE.error = f"Calibrate neutral: {exc}"
+            self.report({"ERROR"}, STATE.error)
+            return {"CANCELLED"}
+        start_calibration(rig, prefs.get(context).settings(), neutral)
+        return {"FINISHED"}
+
+
+class AVATAR_RUNTIME_OT_reset_neutral(bpy.types.Operator):
+    """Forget the calibrated neutral: back to the one the runtime estimated from the avatar's
+    source photo"""
+
+    bl_idname = "avatar_runtime.reset_neutral"
+    bl_label = "Reset Neutral"
+
+    @classmethod
+    def poll(cls, context):
+        return AVATAR_RUNTIME_OT_calibrate_neutral.poll(context)
+
+    def execute(self, context):
+        start_calibration(find_rig(context), prefs.get(context).settings(), None)
+        return {"FINISHED"}
+
+
+def neutral_hint(context: bpy.types.Context) -> str:
+    """What Calibrate Neutral would take now, for the panel."""
+    if "calibrate" in STATE.tasks:
+        return "Neutral: calibrating..."
+    footage = STATE.footage
+    if footage is None or footage.take:
+        return "Neutral: drive from a video, or pick an image"
+    drive = STATE.drive
+    if isinstance(drive, VideoDrive) and drive.recording.samples:
+        return f"Neutral: frame {drive.recording.samples[-1].sequence + 1} of {footage.path.name} (on the rig)"
+    index = footage.frame_at(context.scene)
+    if not 0 <= index < footage.count:
+        return f"Neutral: scene frame {context.scene.frame_current} is outside {footage.path.name}"
+    return f"Neutral: frame {index + 1} of {footage.path.name}"

@@ -52,6 +52,15 @@ class AVATAR_RUNTIME_PT_main(bpy.types.Panel):
         else:
             col.operator(ops.AVATAR_RUNTIME_OT_stop_drive.bl_idname, icon="SNAP_FACE")
         col.operator(ops.AVATAR_RUNTIME_OT_bake.bl_idname, icon="KEYINGSET")
+
+        box = col.box()
+        box.label(text=ops.neutral_hint(context), icon="USER")
+        row = box.row(align=True)
+        row.operator(ops.AVATAR_RUNTIME_OT_calibrate_neutral.bl_idname, text="Calibrate Neutral",
+                     icon="EYEDROPPER").source = "FOOTAGE"
+        row.operator(ops.AVATAR_RUNTIME_OT_calibrate_neutral.bl_idname, text="",
+                     icon="FILE_IMAGE").source = "FILE"
+        row.operator(ops.AVATAR_RUNTIME_OT_reset_neutral.bl_idname, text="", icon="LOOP_BACK")
         col.operator(ops.AVATAR_RUNTIME_OT_render_from_server.bl_idname, icon="RENDER_STILL")
 
         if state.activity:
