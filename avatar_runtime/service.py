@@ -256,7 +256,7 @@ class AvatarService:
         else:
             # 4 sub-pixel rays per edge pixel (D3D 4x MSAA pattern): 8 cost 2-3 ms more at 512^2.
             renderer = MeshRenderer(self.head.faces, self.head.face_uvs, avatar.tensors["texture"],
-                                    aa_samples=4)
+                                    aa_samples=4, glossy=self.head.glossy_faces)
         return _Rig(renderer, avatar.tensors["identity"])
 
     def _portrait4d_model(self):

@@ -26,7 +26,9 @@ from avatar_runtime.errors import AvatarNotFound, InvalidArgument, Unimplemented
 from avatar_runtime.faces.image import encode_png
 from avatar_runtime.mesh import files as mesh_files
 from avatar_runtime.mesh.export import FORMATS, export_avatar
+from avatar_runtime.head.model import EYE_LEFT, EYE_RIGHT, MOUTH_INTERIOR, TEETH
 from avatar_runtime.mesh.geometry import split_seams, vertex_normals
+from avatar_runtime.mesh.gltf import PRIMITIVES
 from avatar_runtime.mesh.rig import KEPT_BONES
 from avatar_runtime.motion.arkit import ARKIT_INDEX, ARKIT_NAMES, NUM_ARKIT
 from engine_bridge import cli
@@ -134,7 +136,7 @@ def test_glb_passes_khronos_validator(which, request):
     assert issues["numErrors"] == 0 and issues["numWarnings"] == 0, json.dumps(problems, indent=1)
     info = report["info"]
     assert info["hasSkins"] and info["hasMorphTargets"] and info["hasTextures"]
-    assert info["maxInfluences"] == 4 and info["drawCallCount"] == 1
+    assert info["maxInfluences"] == 4 and info["drawCallCount"] == len(PRIMITIVES)
 
 
 # -- round trip through pygltflib ---------------------------------------------------------
@@ -165,41 +167,60 @@ def neutral_gltf(neutral_glb) -> gl.GLTF2:
     return gl.GLTF2.load_from_bytes(neutral_glb.read_bytes())
 
 
+def primitive_faces(head) -> list[np.ndarray]:
+    """The head's face indices each exported primitive holds, in primitive order."""
+    return [np.flatnonzero(np.isin(head.part_labels[head.faces[:, 0]], labels))
+            for _, labels, _ in PRIMITIVES]
+
+
+def test_primitives_split_the_head_by_part(runtime, neutral_gltf):
+    gltf, head = neutral_gltf, runtime.head
+    names = [gltf.materials[p.material].name for p in gltf.meshes[0].primitives]
+    assert names == [f"astronaut_{part}" for part, _, _ in PRIMITIVES]
+    held = np.concatenate(primitive_faces(head))
+    np.testing.assert_array_equal(np.sort(held), np.arange(len(head.faces)))  # each face once
+    eyes, mouth = (set(head.part_labels[head.faces[f, 0]]) for f in primitive_faces(head)[1:])
+    assert eyes == {EYE_LEFT, EYE_RIGHT} and mouth == {TEETH, MOUTH_INTERIOR}
+
+
 def test_round_trip_positions_uvs_and_topology(runtime, neutral_gltf, rest):
     gltf, head = neutral_gltf, runtime.head
-    prim = gltf.meshes[0].primitives[0]
-    positions = read_accessor(gltf, prim.attributes.POSITION)
-    uvs = read_accessor(gltf, prim.attributes.TEXCOORD_0)
-    tris = read_accessor(gltf, prim.indices).reshape(-1, 3)
-    # Per triangle corner: the exported vertex is the head vertex, with that corner's UV.
-    np.testing.assert_allclose(positions[tris], rest[head.faces], atol=1e-7)
-    flipped = np.stack([head.face_uvs[..., 0], 1.0 - head.face_uvs[..., 1]], -1)  # v-up -> top-left
-    np.testing.assert_allclose(uvs[tris], flipped, atol=1e-7)
-    # Vertices are split at seams only: no two vertices share both position and UV.
-    assert len(np.unique(np.column_stack([positions, uvs]), axis=0)) == len(positions)
-    assert len(positions) < 1.2 * head.num_vertices
-    acc = gltf.accessors[prim.attributes.POSITION]
-    np.testing.assert_array_equal(acc.min, positions.min(0))
-    np.testing.assert_array_equal(acc.max, positions.max(0))
-    normals = read_accessor(gltf, prim.attributes.NORMAL)
-    np.testing.assert_allclose(np.linalg.norm(normals, axis=1), 1.0, atol=1e-5)
+    total = 0
+    for prim, faces in zip(gltf.meshes[0].primitives, primitive_faces(head)):
+        positions = read_accessor(gltf, prim.attributes.POSITION)
+        uvs = read_accessor(gltf, prim.attributes.TEXCOORD_0)
+        tris = read_accessor(gltf, prim.indices).reshape(-1, 3)
+        # Per triangle corner: the exported vertex is the head vertex, with that corner's UV.
+        np.testing.assert_allclose(positions[tris], rest[head.faces[faces]], atol=1e-7)
+        face_uvs = head.face_uvs[faces]
+        flipped = np.stack([face_uvs[..., 0], 1.0 - face_uvs[..., 1]], -1)  # v-up -> top-left
+        np.testing.assert_allclose(uvs[tris], flipped, atol=1e-7)
+        # Vertices are split at seams only: no two vertices share both position and UV.
+        assert len(np.unique(np.column_stack([positions, uvs]), axis=0)) == len(positions)
+        acc = gltf.accessors[prim.attributes.POSITION]
+        np.testing.assert_array_equal(acc.min, positions.min(0))
+        np.testing.assert_array_equal(acc.max, positions.max(0))
+        normals = read_accessor(gltf, prim.attributes.NORMAL)
+        np.testing.assert_allclose(np.linalg.norm(normals, axis=1), 1.0, atol=1e-5)
+        total += len(positions)
+    assert total < 1.2 * head.num_vertices
 
 
 def test_round_trip_morph_targets(runtime, neutral_gltf, smile_glb, smile):
     gltf, head = neutral_gltf, runtime.head
     mesh = gltf.meshes[0]
-    prim = mesh.primitives[0]
     assert mesh.extras["targetNames"] == list(ARKIT_NAMES)
     assert "Basis" not in mesh.extras["targetNames"]
     assert mesh.weights == [0.0] * NUM_ARKIT
-    tris = read_accessor(gltf, prim.indices).reshape(-1, 3)
-    assert len(prim.targets) == NUM_ARKIT
-    for k, target in enumerate(prim.targets):  # pygltflib loads targets as plain dicts
-        delta = read_accessor(gltf, target["POSITION"])
-        np.testing.assert_allclose(delta[tris], head.expression_basis[k][head.faces], atol=1e-7)
-        acc = gltf.accessors[target["POSITION"]]
-        assert acc.min is not None and acc.max is not None
-        assert read_accessor(gltf, target["NORMAL"]).shape == delta.shape
+    for prim, faces in zip(mesh.primitives, primitive_faces(head)):
+        tris = read_accessor(gltf, prim.indices).reshape(-1, 3)
+        assert len(prim.targets) == NUM_ARKIT
+        for k, target in enumerate(prim.targets):  # pygltflib loads targets as plain dicts
+            delta = read_accessor(gltf, target["POSITION"])
+            np.testing.assert_allclose(delta[tris], head.expression_basis[k][head.faces[faces]], atol=1e-7)
+            acc = gltf.accessors[target["POSITION"]]
+            assert acc.min is not None and acc.max is not None
+            assert read_accessor(gltf, target["NORMAL"]).shape == delta.shape
     smiling = gl.GLTF2.load_from_bytes(smile_glb.read_bytes()).meshes[0]
     np.testing.assert_allclose(smiling.weights, smile, atol=1e-7)
 
@@ -216,19 +237,27 @@ def test_round_trip_skin_and_skeleton(runtime, neutral_gltf):
         bind = np.eye(4)
         bind[:3, 3] = world[joint]
         np.testing.assert_allclose(ibm[skin.joints.index(j)] @ bind, np.eye(4), atol=1e-6)
-    prim = gltf.meshes[0].primitives[0]
-    joints = read_accessor(gltf, prim.attributes.JOINTS_0)
-    weights = read_accessor(gltf, prim.attributes.WEIGHTS_0)
-    assert joints.dtype == np.uint16 and weights.dtype == np.float32
-    np.testing.assert_allclose(weights.sum(1), 1.0, atol=1e-6)
-    # The eyeballs follow their eye joints; the chin follows the jaw.
-    tris = read_accessor(gltf, prim.indices).reshape(-1, 3)
-    vertex_of = np.zeros(len(joints), int)
-    vertex_of[tris.ravel()] = head.faces.ravel()
-    eye_l = head.part_labels[vertex_of] == 1  # EYE_LEFT
-    assert (joints[eye_l, 0] == JOINTS.index("eye.L")).all()
+    main_joint = {}  # part -> set of first joints of its vertices
+    chin_joints = None
     chin = np.argmax(np.linalg.norm(head.expression_basis[ARKIT_INDEX["jawOpen"]], axis=1))
-    assert (joints[vertex_of == chin, 0] == JOINTS.index("jaw")).all()
+    for prim, faces in zip(gltf.meshes[0].primitives, primitive_faces(head)):
+        joints = read_accessor(gltf, prim.attributes.JOINTS_0)
+        weights = read_accessor(gltf, prim.attributes.WEIGHTS_0)
+        assert joints.dtype == np.uint16 and weights.dtype == np.float32
+        np.testing.assert_allclose(weights.sum(1), 1.0, atol=1e-6)
+        tris = read_accessor(gltf, prim.indices).reshape(-1, 3)
+        vertex_of = np.zeros(len(joints), int)
+        vertex_of[tris.ravel()] = head.faces[faces].ravel()
+        for part in np.unique(head.part_labels[vertex_of]):
+            main_joint[part] = {JOINTS[j] for j in joints[head.part_labels[vertex_of] == part, 0]}
+        if (vertex_of == chin).any():
+            chin_joints = set(joints[vertex_of == chin, 0])
+    # Eyeballs follow their eye joints, the chin the jaw; the teeth ride on head and jaw,
+    # the tongue on its own joint.
+    assert main_joint[EYE_LEFT] == {"eye.L"} and main_joint[EYE_RIGHT] == {"eye.R"}
+    assert chin_joints == {JOINTS.index("jaw")}
+    assert main_joint[TEETH] == {"head", "jaw"}
+    assert "tongue" in main_joint[MOUTH_INTERIOR]
 
 
 def joint_world_positions(gltf: gl.GLTF2) -> dict[str, np.ndarray]:
@@ -248,10 +277,13 @@ def joint_world_positions(gltf: gl.GLTF2) -> dict[str, np.ndarray]:
 
 def test_round_trip_texture_and_material(runtime, neutral_gltf):
     gltf = neutral_gltf
-    material = gltf.materials[gltf.meshes[0].primitives[0].material]
-    pbr = material.pbrMetallicRoughness
-    assert pbr.metallicFactor == 0.0 and 0.4 <= pbr.roughnessFactor <= 0.8
-    image = gltf.images[gltf.textures[pbr.baseColorTexture.index].source]
+    skin, eyes, mouth = (gltf.materials[p.material].pbrMetallicRoughness
+                         for p in gltf.meshes[0].primitives)
+    assert skin.metallicFactor == 0.0 and 0.4 <= skin.roughnessFactor <= 0.8
+    assert eyes.roughnessFactor < mouth.roughnessFactor < skin.roughnessFactor  # wet, moist, soft
+    assert skin.baseColorTexture.index == eyes.baseColorTexture.index == mouth.baseColorTexture.index
+    assert len(gltf.images) == 1
+    image = gltf.images[gltf.textures[skin.baseColorTexture.index].source]
     assert image.mimeType == "image/png"
     png = np.frombuffer(read_view(gltf, image.bufferView), np.uint8)
     decoded = cv2.cvtColor(cv2.imdecode(png, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
@@ -312,10 +344,12 @@ def test_blender_shape_keys_are_the_arkit_names(blender):
 
 
 def test_blender_material_has_the_texture(blender, runtime):
-    material = blender_meshes(blender)[0].active_material
-    images = [n.image for n in material.node_tree.nodes if n.type == "TEX_IMAGE"]
-    assert len(images) == 1 and images[0] is not None
-    assert tuple(images[0].size) == runtime.avatar.tensors["texture"].shape[1::-1]
+    slots = blender_meshes(blender)[0].material_slots
+    assert [s.material.name for s in slots] == [f"astronaut_{part}" for part, _, _ in PRIMITIVES]
+    for slot in slots:
+        images = [n.image for n in slot.material.node_tree.nodes if n.type == "TEX_IMAGE"]
+        assert len(images) == 1 and images[0] is not None
+        assert tuple(images[0].size) == runtime.avatar.tensors["texture"].shape[1::-1]
 
 
 def test_blender_rest_pose_matches_runtime(blender, rest):

@@ -8,6 +8,7 @@ import pytest
 from skimage import data
 
 from avatar_runtime.faces.bands import Bands, content_mask, find_bands
+from avatar_runtime.reconstruct.face_parts import mouth_cavity
 from avatar_runtime.reconstruct.fit import photo_camera
 from avatar_runtime.reconstruct.fit_reconstructor import PHOTO_FOV_DEG, TEXTURE_SIZE
 from avatar_runtime.reconstruct.texture import _sample, bake_texture, texel_map
@@ -96,7 +97,10 @@ def test_a_hand_over_the_jaw_is_not_baked(service, hand_case):
     camera = photo_camera(photo.shape[1], photo.shape[0], PHOTO_FOV_DEG)
     pixels = camera.project(tm.surface @ rec.fitter.fit(landmarks, camera).vertices(head).astype(np.float64))[0]
     points = tm.surface @ head.template.astype(np.float64)
-    front = (points[:, 2] > 0.03) & (points[:, 1] > -0.105)  # the face's front, chin and up
+    # The face's front, chin and up; skin only (eyes, teeth, the mouth's inside are painted).
+    corners = head.faces[tm.triangles]
+    skin = (head.part_labels[corners] == 0).all(1) & ~mouth_cavity(head)[corners].any(1)
+    front = skin & (points[:, 2] > 0.03) & (points[:, 1] > -0.105)
     under = front & (_sample(hand[..., None], pixels)[:, 0] > 0.5)
     hand_rgb = _sample(occluded.astype(np.float32), pixels[under])
     clean = _bake(rec, photo)[under]

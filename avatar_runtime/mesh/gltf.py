@@ -4,11 +4,15 @@ Layout of the file (what engines and DCC tools rely on):
 - nodes: the 7-joint skeleton (`rig.KEPT_BONES`: root > neck > head > jaw > tongue, head >
   eye.L / eye.R; translations relative to the parent, no rotations) plus one mesh node at
   the scene root carrying the skin (the validator warns about skinned meshes elsewhere).
-- mesh: one primitive, vertices split at UV seams; POSITION (the avatar's neutral shape),
-  NORMAL, TEXCOORD_0, JOINTS_0 (uint16), WEIGHTS_0 (float); 52 morph targets in ARKit
-  (Live Link) order holding POSITION (+ NORMAL) deltas, named in `mesh.extras.targetNames`
-  with the ARKit names; `mesh.weights` = the baked-in expression (zeros by default).
-- material: PBR metallic-roughness, not metallic, base colour = the avatar texture (PNG).
+- mesh: three primitives, each with its own material: skin, eyes (the eyeballs, skinned to
+  eye.L / eye.R) and mouth (teeth on head / jaw, tongue on tongue); vertices split at UV
+  seams; POSITION (the avatar's neutral shape), NORMAL, TEXCOORD_0, JOINTS_0 (uint16),
+  WEIGHTS_0 (float); 52 morph targets in ARKit (Live Link) order holding POSITION (+
+  NORMAL) deltas, named in `mesh.extras.targetNames` with the ARKit names (the eyeLook*
+  targets turn the eyeballs too, linearised, for engines that drive curves only);
+  `mesh.weights` = the baked-in expression (zeros by default).
+- materials: PBR metallic-roughness, not metallic, base colour = the avatar texture (one
+  PNG); the eyes glossy, the mouth moist, the skin soft.
 
 The runtime's world already is glTF's (metres, +Y up, face toward +Z): no axis conversion.
 """
@@ -21,7 +25,7 @@ import numpy as np
 import pygltflib as gl
 
 from ..faces.image import encode_png
-from ..head.model import HeadModel
+from ..head.model import EYE_PARTS, MOUTH_INTERIOR, SKIN, TEETH, HeadModel
 from ..motion.arkit import ARKIT_NAMES, NUM_ARKIT
 from .files import write_atomically
 from .geometry import SeamSplit, split_seams, vertex_normals
@@ -30,6 +34,9 @@ from .rig import ExportRig, build_rig
 
 GENERATOR = "avatar-runtime"
 ROUGHNESS = 0.6  # skin reads as a soft dielectric; engines' defaults (1.0) look chalky
+# (name, part labels, roughness): the cornea is wet glass, the mouth moist.
+PRIMITIVES = (("skin", (SKIN,), ROUGHNESS), ("eyes", EYE_PARTS, 0.1),
+              ("mouth", (TEETH, MOUTH_INTERIOR), 0.35))
 _COMPONENT = {np.dtype(np.float32): gl.FLOAT, np.dtype(np.uint16): gl.UNSIGNED_SHORT,
               np.dtype(np.uint32): gl.UNSIGNED_INT}
 _TYPE = {1: gl.SCALAR, 2: gl.VEC2, 3: gl.VEC3, 4: gl.VEC4, 16: gl.MAT4}
@@ -49,18 +56,23 @@ def export_glb(head: HeadModel, identity: np.ndarray, texture: np.ndarray,
     texture = check_texture(texture)
     rest = head.shape(identity, None)  # [V, 3]; expressions live in the morph targets
     normals = vertex_normals(rest, head.faces)  # on the unsplit head: seams shade smoothly
-    split = split_seams(head.faces, head.face_uvs)
+    normal_deltas = (_normal_deltas(head, rest, normals) if morph_normals else None)
     gltf = gl.GLTF2(asset=gl.Asset(generator=GENERATOR), scene=0)
     blob = _Blob(gltf)
     rig = build_rig(head, rest)
     skin = _add_skeleton(gltf, blob, rig)
-    primitive = gl.Primitive(
-        attributes=_add_vertices(blob, rest, normals, split, rig),
-        indices=blob.accessor(_indices(split), target=gl.ELEMENT_ARRAY_BUFFER),
-        material=_add_material(gltf, blob, texture, name),
-        targets=_add_morph_targets(blob, head, rest, normals if morph_normals else None, split),
-    )
-    gltf.meshes.append(gl.Mesh(name=name, primitives=[primitive], weights=expression.tolist(),
+    image = _add_texture(gltf, blob, texture, name)
+    primitives = []
+    for part, labels, roughness in PRIMITIVES:
+        faces = np.isin(head.part_labels[head.faces[:, 0]], labels)
+        split = split_seams(head.faces[faces], head.face_uvs[faces])
+        primitives.append(gl.Primitive(
+            attributes=_add_vertices(blob, rest, normals, split, rig),
+            indices=blob.accessor(_indices(split), target=gl.ELEMENT_ARRAY_BUFFER),
+            material=_add_material(gltf, image, f"{name}_{part}", roughness),
+            targets=_add_morph_targets(blob, head, normal_deltas, split),
+        ))
+    gltf.meshes.append(gl.Mesh(name=name, primitives=primitives, weights=expression.tolist(),
                                extras={"targetNames": list(ARKIT_NAMES)}))
     gltf.nodes.append(gl.Node(name=name, mesh=0, skin=skin))
     gltf.scenes.append(gl.Scene(name=name, nodes=[0, len(gltf.nodes) - 1]))  # root joint, mesh
@@ -131,23 +143,27 @@ def _add_vertices(blob: _Blob, rest: np.ndarray, normals: np.ndarray, split: Sea
     )
 
 
-def _add_morph_targets(blob: _Blob, head: HeadModel, rest: np.ndarray,
-                       rest_normals: np.ndarray | None, split: SeamSplit) -> list[gl.Attributes]:
+def _normal_deltas(head: HeadModel, rest: np.ndarray, rest_normals: np.ndarray) -> np.ndarray:
+    """[52, V, 3] each expression's change of the vertex normals (they depend on the
+    identity's rest shape, unlike the position deltas)."""
+    return vertex_normals(rest + head.expression_basis, head.faces) - rest_normals
+
+
+def _add_morph_targets(blob: _Blob, head: HeadModel, normal_deltas: np.ndarray | None,
+                       split: SeamSplit) -> list[gl.Attributes]:
     """52 targets in ARKit order: POSITION deltas [N, 3] per unit weight, plus NORMAL
-    deltas when rest_normals [V, 3] is given.
+    deltas when normal_deltas [52, V, 3] is given.
 
     The head model is linear, so a target's position delta is its expression basis
-    regardless of identity; normal deltas do depend on the identity's rest shape.
+    regardless of identity.
     """
     m = split.vertex_map
     deltas = head.expression_basis[:, m].astype(np.float32)  # [52, N, 3]
-    if rest_normals is not None:
-        normal_deltas = (vertex_normals(rest + head.expression_basis, head.faces) - rest_normals)[:, m]
     targets = []
     for k in range(NUM_ARKIT):
         target = gl.Attributes(POSITION=blob.accessor(deltas[k], bounds=True))
-        if rest_normals is not None:
-            target.NORMAL = blob.accessor(normal_deltas[k])
+        if normal_deltas is not None:
+            target.NORMAL = blob.accessor(np.ascontiguousarray(normal_deltas[k, m]))
         targets.append(target)
     return targets
 
@@ -166,14 +182,19 @@ def _add_skeleton(gltf: gl.GLTF2, blob: _Blob, rig: ExportRig) -> int:
     return len(gltf.skins) - 1
 
 
-def _add_material(gltf: gl.GLTF2, blob: _Blob, texture: np.ndarray, name: str) -> int:
-    """Embed the texture as PNG and add the PBR material using it; returns its index."""
+def _add_texture(gltf: gl.GLTF2, blob: _Blob, texture: np.ndarray, name: str) -> int:
+    """Embed the texture as PNG; returns the glTF texture index."""
     gltf.images.append(gl.Image(name=f"{name}_texture", mimeType="image/png",
                                 bufferView=blob.view(encode_png(texture))))
     gltf.samplers.append(gl.Sampler(magFilter=gl.LINEAR, minFilter=gl.LINEAR_MIPMAP_LINEAR,
                                     wrapS=gl.CLAMP_TO_EDGE, wrapT=gl.CLAMP_TO_EDGE))
     gltf.textures.append(gl.Texture(source=len(gltf.images) - 1, sampler=len(gltf.samplers) - 1))
-    pbr = gl.PbrMetallicRoughness(baseColorTexture=gl.TextureInfo(index=len(gltf.textures) - 1),
-                                  metallicFactor=0.0, roughnessFactor=ROUGHNESS)
-    gltf.materials.append(gl.Material(name=f"{name}_skin", pbrMetallicRoughness=pbr))
+    return len(gltf.textures) - 1
+
+
+def _add_material(gltf: gl.GLTF2, texture: int, name: str, roughness: float) -> int:
+    """A PBR material over texture index `texture`; returns its index."""
+    pbr = gl.PbrMetallicRoughness(baseColorTexture=gl.TextureInfo(index=texture),
+                                  metallicFactor=0.0, roughnessFactor=roughness)
+    gltf.materials.append(gl.Material(name=name, pbrMetallicRoughness=pbr))
     return len(gltf.materials) - 1

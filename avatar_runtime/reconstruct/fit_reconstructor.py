@@ -18,6 +18,7 @@ from ..head.model import HeadModel, load_head_model
 from ..motion.response import GREY, measure_view_bias
 from ..render.mesh_renderer import MeshRenderer
 from .fit import LandmarkFitter, photo_camera
+from .face_parts import iris_colour
 from .portrait4d_source import face_crop
 from .texture import bake_texture, texel_map
 
@@ -63,7 +64,8 @@ class FitReconstructor:
         camera = photo_camera(w, h, PHOTO_FOV_DEG)
         fit = self.fitter.fit(face.landmarks, camera)
         progress("texture", 0.6)
-        texture = bake_texture(self.head, fit.vertices(self.head), rgb, camera, matte, TEXTURE_SIZE)
+        texture = bake_texture(self.head, fit.vertices(self.head), rgb, camera, matte, TEXTURE_SIZE,
+                               iris=iris_colour(rgb, face.landmarks))
         progress("calibrate", 0.85)
         bias = self.landmark_bias(fit.identity, texture)
         progress("done", 1.0)

@@ -5,7 +5,7 @@ grazing-angle falloff on smooth (vertex) normals; hidden skin texels blend in th
 left/right mirror twin; what is still empty is filled from the seen border by inpainting
 at low resolution, fading with distance into a tone prior: the hair colour on the scalp
 and the skin colour elsewhere, both read from what the photo shows of them (a bald head
-gets skin on the scalp).
+gets skin on the scalp). Eyeballs, teeth and tongue are painted (`face_parts`), not baked.
 """
 
 from __future__ import annotations
@@ -18,10 +18,9 @@ import numpy as np
 import open3d as o3d
 from scipy.sparse import csr_matrix
 
-from ..head.model import MOUTH_INTERIOR, HeadModel
+from ..head.model import HeadModel
 from ..render.camera import Camera
-
-MOUTH_TONE = np.array([70, 30, 35], np.float32)
+from .face_parts import DEFAULT_IRIS, mouth_cavity, part_colours
 
 
 @dataclass(frozen=True)
@@ -100,8 +99,12 @@ def _mirror_texels(head, size, texels, tri, bary) -> np.ndarray:
 
 
 def bake_texture(head: HeadModel, vertices: np.ndarray, photo: np.ndarray, camera: Camera,
-                 matte: np.ndarray | None = None, size: int = 1024) -> np.ndarray:
-    """Project `photo` [H, W, 3] onto the head placed at `vertices` [V, 3] -> [size, size, 3] uint8."""
+                 matte: np.ndarray | None = None, size: int = 1024,
+                 iris: np.ndarray | None = None) -> np.ndarray:
+    """Project `photo` [H, W, 3] onto the head placed at `vertices` [V, 3] -> [size, size, 3] uint8.
+
+    iris [3]: the RGB the painted irises take (see `face_parts.iris_colour`).
+    """
     tm = texel_map(head, size)
     points = tm.surface @ vertices.astype(np.float64)
     # Smooth normals: flat ones make the grazing falloff step from triangle to triangle.
@@ -113,9 +116,10 @@ def bake_texture(head: HeadModel, vertices: np.ndarray, photo: np.ndarray, camer
     colours = np.zeros((len(points), 3), np.float32)
     seen = weight > 0
     colours[seen] = _sample(photo, pixels[seen])
-    # Teeth and tongue the photo does not show get a dark mouth tone, not skin.
-    interior = (head.part_labels[head.faces[tm.triangles, 0]] == MOUTH_INTERIOR) & (weight < 0.5)
-    weight[interior], colours[interior] = 1.0, MOUTH_TONE
+    # Eyeballs, teeth and tongue: painted whatever the photo shows there (a photo's iris
+    # baked onto a turning eyeball would stare one way; its teeth are often hidden).
+    parts, painted = _painted_parts(head, tm, DEFAULT_IRIS if iris is None else iris)
+    weight[parts], colours[parts] = 1.0, painted
 
     # A texel seen poorly (weight under 0.5) takes in its mirror twin as far as the twin
     # was seen: a soft hand-over, no edge where one side takes over, and a well-seen texel
@@ -128,6 +132,15 @@ def bake_texture(head: HeadModel, vertices: np.ndarray, photo: np.ndarray, camer
     colours[has_twin] = blended / np.maximum(total, 1e-6)[:, None]
     weight[has_twin] = total
     return _fill(head, tm, colours, weight, _tone_prior(tm, colours, weight))
+
+
+def _painted_parts(head: HeadModel, tm: TexelMap, iris: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(texel indices [M] on eyes/teeth/tongue/mouth cavity, their colours [M, 3])."""
+    corners = head.faces[tm.triangles]
+    rows = np.flatnonzero((head.part_labels[corners[:, 0]] != 0) | mouth_cavity(head)[corners].all(1))
+    points = tm.surface[rows] @ head.template.astype(np.float64)
+    painted, colours = part_colours(head, points, tm.triangles[rows], iris)
+    return rows[painted], colours[painted]
 
 
 def _vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:

@@ -29,6 +29,7 @@ import open3d as o3d
 
 from avatar_runtime.render import raster
 from avatar_runtime.render.camera import Camera
+from avatar_runtime.render.glints import Glossy, add_glints
 
 # Sub-pixel offsets (pixels, x right / y down, relative to the pixel centre) for edge
 # pixels: Direct3D's standard MSAA patterns, which are stratified (one sample per row and
@@ -443,6 +444,9 @@ class MeshRenderer:
     light at the camera into the (already lit) texture colour; 0 renders it unlit.
     `aa_samples` in {0, 4, 8, 16} is the number of extra rays per edge pixel.
 
+    `glossy` [F] int assigns faces to spheres that catch a specular glint (eyeballs; -1:
+    matte); see `glints.py`.
+
     `visibility` chooses how pixel centres find their triangle: "raster" (default) scans
     the triangles into a z-buffer (see `raster.py`) and ray casts only the sub-pixel
     samples of edge pixels, against the triangles near those pixels; "raycast" casts one
@@ -452,7 +456,8 @@ class MeshRenderer:
     """
 
     def __init__(self, faces: np.ndarray, face_uvs: np.ndarray, texture: np.ndarray, *,
-                 shading: float = 0.0, aa_samples: int = 8, visibility: str = "raster"):
+                 shading: float = 0.0, aa_samples: int = 8, visibility: str = "raster",
+                 glossy: np.ndarray | None = None):
         self._faces = _check_faces(faces)
         self._faces_t = np.ascontiguousarray(self._faces.T, np.intp)
         self._n_vertices_needed = int(self._faces.max()) + 1
@@ -465,6 +470,7 @@ class MeshRenderer:
             raise ValueError(f"visibility must be one of {VISIBILITY_MODES}, got {visibility!r}")
         self.shading = float(shading)
         self.visibility = visibility
+        self._glossy = None if glossy is None else Glossy(self._faces, glossy)
         self._seen: np.ndarray | None = None  # bool [F]: faces the last raster frame showed
         self._aa_offsets = AA_PATTERNS[aa_samples]
         self.set_texture(texture)
@@ -575,7 +581,7 @@ class MeshRenderer:
         edges = self._edge_samples(frame, px.depth, window, frame.scene)
         if edges is not None:
             self._antialias(frame, px, *edges)
-        self._finish(frame, px, window)
+        self._finish(frame, px, window, hits.face)
         return px
 
     def _render_window_raster(self, frame: _Frame, window: tuple[int, int, int, int],
@@ -610,7 +616,7 @@ class MeshRenderer:
         edges = self._edge_samples(frame, px_depth, window, None, vis.bounds)
         if edges is not None:
             self._antialias(frame, px, *edges)
-        self._finish(frame, px, window)
+        self._finish(frame, px, window, vis.face)
         return px
 
     def _edge_samples(self, frame: _Frame, depth: np.ndarray,
@@ -637,11 +643,16 @@ class MeshRenderer:
                                    self._aa_offsets)
         return rows, cols, scene.cast(rays), cos
 
-    def _finish(self, frame: _Frame, px: _Pixels, window: tuple[int, int, int, int]) -> None:
-        """The headlight on a window's render, in place."""
+    def _finish(self, frame: _Frame, px: _Pixels, window: tuple[int, int, int, int],
+                face: np.ndarray) -> None:
+        """The headlight and the glints on a window's render, in place; face [h, w] is the
+        triangle at each pixel centre (F on a miss)."""
+        y0, y1, x0, x1 = window
         if self.shading > 0:
-            y0, y1, x0, x1 = window
             self._apply_headlight(px, _RAY_CACHE.world(frame.camera)[y0:y1, x0:x1, 3:])
+        if self._glossy is not None:
+            add_glints(px.rgba, px.depth, _RAY_CACHE.world(frame.camera)[y0:y1, x0:x1, 3:], face,
+                       frame.camera.c2w, self._glossy, frame.scene.vertices)
 
     def _edge_scene(self, full: _Scene, edges: np.ndarray, bounds: np.ndarray) -> _Scene:
         """Scene over the triangles whose box bounds [4, F] reaches a pixel of edges [h, w].
