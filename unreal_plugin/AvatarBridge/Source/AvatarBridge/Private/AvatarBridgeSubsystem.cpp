@@ -3,63 +3,99 @@
 #include "Async/Async.h"
 #include "AvatarBridgeCore/RuntimeClient.h"
 #include "AvatarBridgeStrings.h"
-#include "Misc/FileHelper.h"
+#include "AvatarLiveLinkSource.h"
+#include "Features/IModularFeatures.h"
+#include "ILiveLinkClient.h"
 
 using namespace AvatarBridgeStrings;
 
-bool UAvatarBridgeSubsystem::Connect(const FString& Endpoint, const FString& Token, float TimeoutSeconds)
+void UAvatarBridgeSubsystem::Connect(const FString& Endpoint, const FString& Token, float TimeoutSeconds)
 {
+	ConnectThen(Endpoint, Token, TimeoutSeconds, nullptr);
+}
+
+void UAvatarBridgeSubsystem::ConnectThen(const FString& Endpoint, const FString& Token, float TimeoutSeconds,
+                                         TFunction<void(bool, const FString&)> Done)
+{
+	Client.reset();
+	const uint32 ThisAttempt = ++Attempt;
+	SetStatus(EAvatarBridgeConnection::Connecting, FString());
+
 	avatar_bridge::ClientOptions Options;
 	Options.endpoint = ToUtf8(Endpoint);
 	Options.token = ToUtf8(Token);
 	Options.call_timeout = std::chrono::milliseconds(FMath::Max(100, int32(TimeoutSeconds * 1000.f)));
-	auto Result = avatar_bridge::RuntimeClient::Connect(Options);
-	if (!Result.ok())
-	{
-		LastError = FromUtf8(Result.status().ToString());
-		UE_LOG(LogAvatarBridge, Warning, TEXT("Connect %s: %s"), *Endpoint, *LastError);
-		return false;
-	}
-	Client = std::move(Result.value());
-	LastError.Reset();
-	return true;
-}
-
-void UAvatarBridgeSubsystem::Disconnect() { Client.reset(); }
-
-bool UAvatarBridgeSubsystem::IsConnected() const { return Client != nullptr; }
-
-void UAvatarBridgeSubsystem::CreateAvatarFromFile(const FString& ImagePath, const FString& Name)
-{
-	TArray<uint8> Bytes;
-	if (!Client || !FFileHelper::LoadFileToArray(Bytes, *ImagePath))
-	{
-		LastError = Client ? FString::Printf(TEXT("cannot read %s"), *ImagePath) : TEXT("not connected");
-		OnAvatarCreated.Broadcast(FString(), LastError);
-		return;
-	}
-	std::vector<uint8_t> Image(Bytes.GetData(), Bytes.GetData() + Bytes.Num());
 	TWeakObjectPtr<UAvatarBridgeSubsystem> Weak(this);
-	Async(EAsyncExecution::ThreadPool, [Runtime = Client, Image = std::move(Image), Utf8Name = ToUtf8(Name), Weak]()
+	Async(EAsyncExecution::ThreadPool, [Options, Weak, ThisAttempt, Endpoint, Done = MoveTemp(Done)]() mutable
 	{
-		auto Result = Runtime->CreateAvatar(Image, Utf8Name);
-		const FString Id = Result.ok() ? FromUtf8(Result->id) : FString();
-		const FString Error = Result.ok() ? FString() : FromUtf8(Result.status().ToString());
-		AsyncTask(ENamedThreads::GameThread, [Weak, Id, Error]()
+		auto Result = avatar_bridge::RuntimeClient::Connect(Options);
+		std::shared_ptr<avatar_bridge::RuntimeClient> Connected;
+		FString Error;
+		if (Result.ok())
 		{
-			if (UAvatarBridgeSubsystem* Self = Weak.Get())
+			Connected = std::move(Result.value());
+		}
+		else
+		{
+			Error = FromUtf8(Result.status().ToString());
+		}
+		AsyncTask(ENamedThreads::GameThread, [Weak, ThisAttempt, Endpoint, Connected, Error, Done = MoveTemp(Done)]()
+		{
+			UAvatarBridgeSubsystem* Self = Weak.Get();
+			const bool bCurrent = Self && Self->Attempt == ThisAttempt;
+			if (bCurrent)
 			{
-				Self->LastError = Error;
-				Self->OnAvatarCreated.Broadcast(Id, Error);
+				Self->Client = Connected;
+				Self->SetStatus(Connected ? EAvatarBridgeConnection::Connected : EAvatarBridgeConnection::Failed, Error);
+				if (!Connected)
+				{
+					UE_LOG(LogAvatarBridge, Warning, TEXT("Connect %s: %s"), *Endpoint, *Error);
+				}
+			}
+			if (Done)
+			{
+				Done(bCurrent && Connected != nullptr, bCurrent ? Error : FString(TEXT("superseded by a newer Connect or Disconnect")));
 			}
 		});
 	});
 }
 
-std::unique_ptr<avatar_bridge::DriveSession> UAvatarBridgeSubsystem::StartDrive(
+void UAvatarBridgeSubsystem::Disconnect()
+{
+	++Attempt;
+	Client.reset();
+	SetStatus(EAvatarBridgeConnection::Disconnected, FString());
+}
+
+void UAvatarBridgeSubsystem::SetStatus(EAvatarBridgeConnection NewStatus, const FString& Error)
+{
+	Status = NewStatus;
+	if (NewStatus == EAvatarBridgeConnection::Failed)
+	{
+		LastError = Error;
+	}
+	else if (NewStatus == EAvatarBridgeConnection::Connected)
+	{
+		LastError.Reset();
+	}
+	OnConnectionChanged.Broadcast(NewStatus, Error);
+}
+
+bool UAvatarBridgeSubsystem::AddLiveLinkSource()
+{
+	IModularFeatures& Features = IModularFeatures::Get();
+	if (!Features.IsModularFeatureAvailable(ILiveLinkClient::ModularFeatureName))
+	{
+		return false;
+	}
+	ILiveLinkClient& LiveLink = Features.GetModularFeature<ILiveLinkClient>(ILiveLinkClient::ModularFeatureName);
+	return LiveLink.AddSource(MakeShared<FAvatarLiveLinkSource>()).IsValid();
+}
+
+std::shared_ptr<avatar_bridge::DriveSession> UAvatarBridgeSubsystem::StartDrive(
 	const avatar_bridge::DriveOptions& Options, FString& OutError)
 {
-	if (!Client)
+	if (!IsConnected())
 	{
 		OutError = TEXT("not connected: call Connect first");
 		return nullptr;
@@ -70,11 +106,12 @@ std::unique_ptr<avatar_bridge::DriveSession> UAvatarBridgeSubsystem::StartDrive(
 		OutError = FromUtf8(Result.status().ToString());
 		return nullptr;
 	}
-	return std::move(Result.value());
+	return std::shared_ptr<avatar_bridge::DriveSession>(std::move(Result.value()));
 }
 
 void UAvatarBridgeSubsystem::Deinitialize()
 {
+	++Attempt;
 	Client.reset();
 	Super::Deinitialize();
 }

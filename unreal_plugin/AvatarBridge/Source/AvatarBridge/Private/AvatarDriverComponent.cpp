@@ -6,6 +6,7 @@
 #include "AvatarBridgeSubsystem.h"
 #include "AvatarFrameTexture.h"
 #include "AvatarLiveLinkReader.h"
+#include "AvatarLiveLinkRegistry.h"
 #include "Engine/GameInstance.h"
 #include "Engine/Texture2D.h"
 #include "Engine/World.h"
@@ -64,6 +65,7 @@ bool UAvatarDriverComponent::StartDriving()
 	{
 		Options.c2w = CameraRelativeTo(*CameraActor, *GetOwner());
 	}
+	StopDriving();
 	FString Error;
 	Session = Bridge->StartDrive(Options, Error);
 	if (!Session)
@@ -73,15 +75,29 @@ bool UAvatarDriverComponent::StartDriving()
 	}
 	OutputTexture = AvatarFrameTexture::Ensure(OutputTexture, Width, Height);
 	bReportedFailure = false;
+	if (bPublishToLiveLink)
+	{
+		const FName Subject = LiveLinkOutputSubject.IsNone() ? FName(*(TEXT("Avatar_") + AvatarId)) : LiveLinkOutputSubject;
+		LiveLinkHandle = AvatarLiveLinkRegistry::Register(Subject, Session);
+	}
 	return true;
+}
+
+std::shared_ptr<avatar_bridge::DriveSession> UAvatarDriverComponent::DetachSession()
+{
+	if (LiveLinkHandle)
+	{
+		AvatarLiveLinkRegistry::Unregister(LiveLinkHandle);
+		LiveLinkHandle = 0;
+	}
+	return std::move(Session);
 }
 
 void UAvatarDriverComponent::StopDriving()
 {
-	if (Session)
+	if (std::shared_ptr<avatar_bridge::DriveSession> Ended = DetachSession())
 	{
-		Session->End(std::chrono::milliseconds(500));
-		Session.reset();
+		Ended->End(std::chrono::milliseconds(500));
 	}
 }
 
