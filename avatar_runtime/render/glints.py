@@ -42,28 +42,34 @@ def fit_sphere(points: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def add_glints(rgba: np.ndarray, depth: np.ndarray, dirs: np.ndarray, face: np.ndarray,
-               c2w: np.ndarray, glossy: Glossy, vertices: np.ndarray) -> None:
+               camera, origin: tuple[int, int], glossy: Glossy, vertices: np.ndarray) -> None:
     """Brighten rgba [h, w, 4] uint8 in place where a glossy sphere reflects the light.
 
     depth [h, w] view depth, dirs [h, w, 3] unit world ray directions, face [h, w] face
-    index per pixel (F on a miss), c2w [4, 4] the camera.
+    index per pixel (F on a miss): a window of `camera`'s image whose top-left pixel is
+    origin (row, col). Only the pixels within each sphere's projected box are looked at.
     """
-    group = glossy.face_group[face]
-    rows, cols = np.nonzero(group >= 0)
-    if not len(rows):
-        return
-    eye = c2w[:3, 3]
+    c2w = camera.c2w
+    eye, forward = c2w[:3, 3], -c2w[:3, 2]
     light = c2w[:3, :3] @ LIGHT
-    d = dirs[rows, cols].astype(np.float64)
-    t = depth[rows, cols] / (d @ -c2w[:3, 2])          # view depth -> distance along the ray
-    points = eye + d * t[:, None]
-    spec = np.zeros(len(rows))
-    for g, (centre, _) in enumerate(glossy.spheres(vertices)):
-        mine = group[rows, cols] == g
-        normal = points[mine] - centre
+    h, w = face.shape
+    for g, (centre, radius) in enumerate(glossy.spheres(vertices)):
+        (cx, cy), distance = (v[0] for v in camera.project(centre[None]))
+        if distance <= radius:
+            continue
+        reach = radius * camera.focal_px / (distance - radius) + 1
+        r0, r1 = (int(np.clip(v - origin[0], 0, h)) for v in (cy - reach, cy + reach + 1))
+        c0, c1 = (int(np.clip(v - origin[1], 0, w)) for v in (cx - reach, cx + reach + 1))
+        rows, cols = np.nonzero(glossy.face_group[face[r0:r1, c0:c1]] == g)
+        if not len(rows):
+            continue
+        rows, cols = rows + r0, cols + c0
+        d = dirs[rows, cols].astype(np.float64)
+        points = eye + d * (depth[rows, cols] / (d @ forward))[:, None]   # view depth -> ray length
+        normal = points - centre
         normal /= np.linalg.norm(normal, axis=1, keepdims=True)
-        half = light - d[mine]
+        half = light - d
         half /= np.linalg.norm(half, axis=1, keepdims=True)
-        spec[mine] = STRENGTH * np.clip((normal * half).sum(1), 0, 1) ** SHARPNESS
-    rgb = rgba[rows, cols, :3].astype(np.float64)
-    rgba[rows, cols, :3] = np.rint(rgb + (255.0 - rgb) * spec[:, None]).astype(np.uint8)
+        spec = STRENGTH * np.clip((normal * half).sum(1), 0, 1) ** SHARPNESS
+        rgb = rgba[rows, cols, :3].astype(np.float64)
+        rgba[rows, cols, :3] = np.rint(rgb + (255.0 - rgb) * spec[:, None]).astype(np.uint8)

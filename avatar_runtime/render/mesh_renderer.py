@@ -652,7 +652,7 @@ class MeshRenderer:
             self._apply_headlight(px, _RAY_CACHE.world(frame.camera)[y0:y1, x0:x1, 3:])
         if self._glossy is not None:
             add_glints(px.rgba, px.depth, _RAY_CACHE.world(frame.camera)[y0:y1, x0:x1, 3:], face,
-                       frame.camera.c2w, self._glossy, frame.scene.vertices)
+                       frame.camera, (y0, x0), self._glossy, frame.scene.vertices)
 
     def _edge_scene(self, full: _Scene, edges: np.ndarray, bounds: np.ndarray) -> _Scene:
         """Scene over the triangles whose box bounds [4, F] reaches a pixel of edges [h, w].
