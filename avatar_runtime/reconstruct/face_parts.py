@@ -35,8 +35,8 @@ CAVITY = np.array([92.0, 38.0, 42.0], np.float32)
 MOUTH_BOX = ((-0.045, -0.1, 0.0), (0.045, -0.045, 0.12))
 CAVITY_RAY_M = 0.09
 DEPTH_FALLOFF_M = 0.035  # this far behind the front teeth a surface is at its darkest
-MOLAR_START_M = 0.008    # teeth further than this to the side sit deeper in the mouth,
-MOLAR_FALLOFF_M = 0.012  # and this much further out are at their darkest
+MOLAR_START_M = 0.006    # teeth further than this to the side sit deeper in the mouth,
+MOLAR_FALLOFF_M = 0.008  # and this much further out are at their darkest
 DARKEST = 0.3
 
 
