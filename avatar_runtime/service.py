@@ -32,6 +32,7 @@ from .motion.smoothing import MotionSmoother
 from .motion.solver import MotionSolver, Neutral
 from .reconstruct.fit_reconstructor import FitReconstructor
 from .reconstruct.fit import FitResult
+from .reconstruct.texture import current_texture
 from .render.camera import Camera
 from .render.mesh_renderer import MeshRenderer, RenderOutput
 from .store import AvatarStore
@@ -255,7 +256,8 @@ class AvatarService:
             renderer = self._portrait4d_driver(avatar)
         else:
             # 4 sub-pixel rays per edge pixel (D3D 4x MSAA pattern): 8 cost 2-3 ms more at 512^2.
-            renderer = MeshRenderer(self.head.faces, self.head.face_uvs, avatar.tensors["texture"],
+            texture = current_texture(self.head, avatar.tensors["texture"], avatar.meta)
+            renderer = MeshRenderer(self.head.faces, self.head.face_uvs, texture,
                                     aa_samples=4, glossy=self.head.glossy_faces)
         return _Rig(renderer, avatar.tensors["identity"])
 

@@ -10,7 +10,8 @@ from face_parts import MISS, face_image, part_image, recentred
 
 from avatar_runtime.head.model import EYE_LEFT, EYE_PARTS, MOUTH_INTERIOR, SKIN, TEETH
 from avatar_runtime.motion.frame import MotionFrame
-from avatar_runtime.reconstruct.face_parts import DEFAULT_IRIS, iris_colour, mouth_cavity
+from avatar_runtime.reconstruct.face_parts import DEFAULT_IRIS, PUPIL, iris_colour, mouth_cavity
+from avatar_runtime.reconstruct.texture import current_texture, texel_map
 from avatar_runtime.render.camera import Camera
 
 LUMA = np.array([0.299, 0.587, 0.114])
@@ -134,3 +135,17 @@ def test_iris_colour_is_read_from_the_iris_ring():
         photo[r < 3.5] = (5, 5, 5)      # pupil
     np.testing.assert_allclose(iris_colour(photo, landmarks), (40, 90, 160), atol=1)
     np.testing.assert_array_equal(iris_colour(photo, np.zeros((478, 3))), DEFAULT_IRIS)
+
+
+def test_a_texture_baked_for_the_older_head_gets_eyes_and_mouth_painted_in(service):
+    head = service.head
+    blank = np.full((1024, 1024, 3), 180, np.uint8)  # what the old bake left in the new islands
+    assert current_texture(head, blank, {"head_vertices": head.num_vertices}) is blank
+    upgraded = current_texture(head, blank, {"head_vertices": 4538})
+    tm = texel_map(head, 1024)
+    part = head.part_labels[head.faces[tm.triangles, 0]]
+    texels = upgraded.reshape(-1, 3)[tm.texels]
+    changed = (texels != 180).any(1)
+    assert changed[part == EYE_LEFT].mean() > 0.95 and changed[part == TEETH].mean() > 0.95
+    assert (np.abs(texels[part == EYE_LEFT] - PUPIL).max(1) < 10).sum() > 20  # a pupil
+    assert not changed[(part == SKIN) & ~mouth_cavity(head)[head.faces[tm.triangles]].any(1)].any()

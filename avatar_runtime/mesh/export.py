@@ -48,7 +48,7 @@ def mesh_files(avatar: Avatar, head: HeadModel, format: str, stem: str,
         raise InvalidArgument(f"unknown export source {source!r}; allowed: {', '.join(SOURCES)}")
     if format not in FORMATS:
         raise InvalidArgument(f"unsupported export format {format!r}; allowed: {', '.join(FORMATS)}")
-    identity, texture = _mesh_tensors(avatar)
+    identity, texture = _mesh_tensors(avatar, head)
     expression = check_expression(expression)
     if format == "glb":
         return {f"{stem}.glb": export_glb(head, identity, texture, None, expression, name=avatar.name)}
@@ -83,11 +83,13 @@ def _check_target(format: str, out: Path) -> Path:
     return out
 
 
-def _mesh_tensors(avatar: Avatar) -> tuple[np.ndarray, np.ndarray]:
+def _mesh_tensors(avatar: Avatar, head: HeadModel) -> tuple[np.ndarray, np.ndarray]:
     """(identity [K], texture [T, T, 3]) of a parametric-head avatar."""
     missing = [t for t in MESH_TENSORS if t not in avatar.tensors]
     if missing:
         raise Unimplemented(f"mesh export needs a parametric-head avatar (tensors "
                             f"{', '.join(MESH_TENSORS)}); avatar {avatar.id!r} made by "
                             f"{avatar.reconstructor!r} lacks {', '.join(missing)}")
-    return avatar.tensors["identity"], avatar.tensors["texture"]
+    from ..reconstruct.texture import current_texture  # open3d: only for mesh exports
+
+    return avatar.tensors["identity"], current_texture(head, avatar.tensors["texture"], avatar.meta)

@@ -134,6 +134,19 @@ def bake_texture(head: HeadModel, vertices: np.ndarray, photo: np.ndarray, camer
     return _fill(head, tm, colours, weight, _tone_prior(tm, colours, weight))
 
 
+def current_texture(head: HeadModel, texture: np.ndarray, meta: dict) -> np.ndarray:
+    """An avatar's texture [T, T, 3] for this head model: one baked for an older head
+    (fewer vertices in meta["head_vertices"]: before eyes, teeth and mouth were painted)
+    gets them painted in, with the default iris colour."""
+    if meta.get("head_vertices", head.num_vertices) >= head.num_vertices:
+        return texture
+    tm = texel_map(head, texture.shape[0])
+    rows, colours = _painted_parts(head, tm, DEFAULT_IRIS)
+    out = texture.reshape(-1, 3).copy()
+    out[tm.texels[rows]] = np.clip(colours, 0, 255).astype(np.uint8)
+    return out.reshape(texture.shape)
+
+
 def _painted_parts(head: HeadModel, tm: TexelMap, iris: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(texel indices [M] on eyes/teeth/tongue/mouth cavity, their colours [M, 3])."""
     corners = head.faces[tm.triangles]
