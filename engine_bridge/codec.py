@@ -151,7 +151,9 @@ def _enum_in(field: FieldDescriptor, value: Any, path: str) -> int:
     enum = field.enum_type
     if isinstance(value, str) and value in enum.values_by_name:
         return enum.values_by_name[value].number
-    if isinstance(value, int) and not isinstance(value, bool) and value in enum.values_by_number:
+    # Range first: upb looks numbers up by their low 32 bits (2**32 + 1 would "be" 1).
+    if (isinstance(value, int) and not isinstance(value, bool) and -2**31 <= value < 2**31
+            and value in enum.values_by_number):
         return value
     names = ", ".join(enum.values_by_name)
     raise CodecError(f"{path} = {value!r} is not a {enum.name} (one of {names})")

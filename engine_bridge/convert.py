@@ -16,6 +16,7 @@ import numpy as np
 
 from avatar_runtime.errors import InvalidArgument, InvalidMotion
 from avatar_runtime.motion.frame import MotionFrame
+from avatar_runtime.motion.solver import SOLVER_FOV_DEG
 from avatar_runtime.render.camera import DEFAULT_FOV_DEG, Camera
 from avatar_runtime.render.mesh_renderer import RenderOutput
 
@@ -61,6 +62,10 @@ class SourceMotion:
 NUM_LANDMARKS = 478
 LANDMARK_MARGIN = 0.05  # a face at the frame's edge puts a few landmarks just outside it
 MAX_LANDMARK_IMAGE_SIDE = 16384
+NUM_FACE_LANDMARKS = 468  # the face mesh without the irises: what the pose solve uses
+# OpenCV's pose solver (SQPnP) needs the face points to spread (RMS distance from their
+# centre) by at least sqrt(1e-5) focal lengths of the solver's camera; a margin on top.
+MIN_LANDMARK_SPREAD = 1.25 * math.sqrt(1e-5)
 
 
 def motion_or_source_from_proto(msg: pb.MotionFrame | None) -> MotionFrame | SourceMotion:
@@ -96,6 +101,14 @@ def motion_or_source_from_proto(msg: pb.MotionFrame | None) -> MotionFrame | Sou
         raise InvalidMotion(
             f"landmark {i} at ({xyz[i, 0]:g}, {xyz[i, 1]:g}) px is outside the {width}x{height} "
             f"image; x must be in 0..width and y in 0..height (within {LANDMARK_MARGIN:.0%})")
+    face = xyz[:NUM_FACE_LANDMARKS, :2]
+    spread = float(np.sqrt(face.var(axis=0).sum()))
+    need = MIN_LANDMARK_SPREAD * 0.5 * height / math.tan(math.radians(SOLVER_FOV_DEG) / 2)
+    if spread < need:
+        raise InvalidMotion(
+            f"landmarks.xyz: the face points lie within {spread:.3g} px of their centre (RMS), too "
+            f"close together for a face in a {width}x{height} image (at least {need:.3g} px); "
+            "landmarks.width and height must be the size of the image they were found in")
     return SourceMotion("landmarks", xyz, sequence, timecode, width, height)
 
 
