@@ -97,6 +97,9 @@ class AvatarRuntimeServicer:
         return self.handlers.metrics.request("grpc", method, context.peer() or "")
 
     async def _abort(self, context: grpc.aio.ServicerContext, exc: BaseException, record) -> None:
+        if context.done():  # the call ended already (the client left, or grpc refused a message)
+            record.fail("CANCELLED")
+            return
         error = exc if isinstance(exc, AvatarError) else internal_error(exc, record.request_id)
         record.fail(error)
         if error.code != "INTERNAL":

@@ -128,20 +128,22 @@ class DriveInbox:
             return
         self.offer(item)
 
-    def offer(self, item: MotionFrame | SourceMotion) -> None:
-        """Make an already-validated frame the pending one (latest-wins)."""
+    def offer(self, item: MotionFrame | SourceMotion) -> bool:
+        """Make an already-validated frame the pending one (latest-wins); False (ignored) once
+        the stream has ended: the session is finishing and has nobody to tell."""
         with self._cond:
             if self._ended:
-                raise InvalidArgument("frame after the end of the drive stream")
+                return False
             self.received += 1
             if not self._rendering and self._next is None:
                 self._next = item  # the renderer is free: this one is next, whatever follows
                 self._cond.notify()
-                return
+                return True
             if self._pending is not None:
                 self.dropped += 1
             self._pending = item
             self._cond.notify()
+            return True
 
     def reject(self, sequence: int, error: AvatarError) -> None:
         """Report `error` for frame `sequence` to the client; the session goes on."""
@@ -339,10 +341,11 @@ class RuntimeHandlers:
             smooth = plan.smoothing.filter()
             rendered = 0
             for item, t0 in self._paced(inbox):
-                try:
-                    frame = self._motion(item, plan.avatar_id)
-                except AvatarError as error:  # e.g. no face in an image frame: report, go on
-                    item = Rejected(item.sequence, error)
+                if not isinstance(item, Rejected):
+                    try:
+                        frame = smooth(self._motion(item, plan.avatar_id))
+                    except AvatarError as error:  # e.g. no face in an image frame: report, go on
+                        item = Rejected(item.sequence, error)
                 if isinstance(item, Rejected):
                     inbox.commit()
                     live.refused += 1
@@ -350,7 +353,6 @@ class RuntimeHandlers:
                     yield pb.DriveResponse(error=pb.FrameError(
                         sequence=item.sequence, code=item.error.code, message=item.error.message))
                     continue
-                frame = smooth(frame)
                 out = self.service.render(plan.avatar_id, frame, plan.camera)
                 render_ms = (time.perf_counter() - t0) * 1e3
                 inbox.commit()
@@ -409,14 +411,7 @@ class RuntimeHandlers:
         frame); returns how many sessions took it."""
         with self._feeds_lock:
             inboxes = [inbox for avatar, inbox in self._feeds.values() if avatar == avatar_id]
-        taken = 0
-        for inbox in inboxes:
-            try:
-                inbox.offer(frame)
-                taken += 1
-            except AvatarError:
-                pass  # that session is ending
-        return taken
+        return sum(inbox.offer(frame) for inbox in inboxes)  # ending sessions decline
 
     @contextmanager
     def _fed(self, avatar_id: str, inbox: DriveInbox) -> Iterator[None]:

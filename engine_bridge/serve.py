@@ -144,6 +144,6 @@ def run(args: argparse.Namespace) -> int:
         pass
     log.info("shutting down (grace %.1f s)", args.grace)
     readiness.shutting_down = True
-    for stop_server in servers:
+    for stop_server in reversed(servers):  # the HTTP port last: /readyz says 503 meanwhile
         stop_server(args.grace)
     return 0

@@ -117,13 +117,7 @@ class ZmqClient(AvatarClient):
             if down_since is not None:  # wake up to give up on a connection that stays down
                 wait = min(wait if wait is not None else 1.0, 0.1)
             events = dict(poller.poll(None if wait is None else int(wait * 1000)))
-            if link.monitor in events and link.update():
-                raise link.lost(f"the server closed it or missed heartbeats for {HEARTBEAT_TIMEOUT_MS} ms")
-            if link.up:
-                down_since = None
-            elif down_since is not None and time.monotonic() - down_since > HEARTBEAT_TIMEOUT_MS / 1000:
-                raise link.lost(f"it is down and did not come back within {HEARTBEAT_TIMEOUT_MS} ms")
-            if link.sock in events:
+            if link.sock in events:  # replies that arrived before a drop are still good
                 reply = codec.unpack(link.sock.recv())
                 if not isinstance(reply, dict) or reply.get("request_id") != request_id:
                     continue
@@ -131,6 +125,12 @@ class ZmqClient(AvatarClient):
                 if error:
                     raise BridgeError(str(error.get("code", "UNKNOWN")), str(error.get("message", "")))
                 return reply
+            if link.monitor in events and link.update():
+                raise link.lost(f"the server closed it or missed heartbeats for {HEARTBEAT_TIMEOUT_MS} ms")
+            if link.up:
+                down_since = None
+            elif down_since is not None and time.monotonic() - down_since > HEARTBEAT_TIMEOUT_MS / 1000:
+                raise link.lost(f"it is down and did not come back within {HEARTBEAT_TIMEOUT_MS} ms")
             if deadline is not None and time.monotonic() >= deadline:
                 raise BridgeError("DEADLINE_EXCEEDED", f"no reply within {timeout:g} s")
 

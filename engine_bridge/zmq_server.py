@@ -296,6 +296,12 @@ class ZmqServer:
             self._dispatch(route, kind, request_id, body)
         except AvatarError as error:
             bad_input_log.warning("ZeroMQ request refused: %s %s", error.code, error.message[:200])
+            with self._sessions_lock:
+                open_session = kind == "Drive" and _valid_id(request_id)
+                session = self._sessions.get((route[0], request_id)) if open_session else None
+            if session is not None:  # within an open session: a per-frame error, it goes on
+                session.inbox.reject(0, error)
+                return
             self.handlers.metrics.refused("zmq", kind if kind in KINDS else "?", error, route[0].hex())
             self._reply(route, kind if isinstance(kind, str) else None,
                         request_id if _valid_id(request_id) else None, error=error)

@@ -1041,9 +1041,8 @@ def zmq_case(rng: random.Random, corpus: Corpus, index: int, ids) -> Case:
             continue
         body = value
         # Each message of a header-less stream is its own request; the others share the
-        # session's request_id. (An envelope error under an open session's request_id is
-        # answered with last: true while the session goes on, see the xfail test below, so
-        # envelope garbage inside a session travels under its own request_id.)
+        # session's request_id. (Envelope garbage inside a session travels under its own
+        # request_id; under the session's it is a per-frame error, see the test below.)
         step = "session" if kind != "no-header" and position > 0 else "send"
         request_id = rid if kind != "no-header" else next(ids)
         steps.append((step, [pack(envelope("Drive", request_id, body))]))
@@ -1587,9 +1586,6 @@ def test_collapsed_landmarks_are_refused_not_internal(servers, corpus, transport
         assert rendered.rgba.shape == (16, 16, 4)
 
 
-@pytest.mark.xfail(reason="zmq_server answers an envelope it refuses (or a frame after end) under an "
-                          "open Drive session's request_id with an error marked last: true, and the "
-                          "session then goes on sending replies under that request_id", strict=False)
 @pytest.mark.parametrize("intruder", ["unknown envelope key", "frame after end"])
 def test_zmq_drive_session_replies_end_with_one_last(servers, corpus, intruder):
     sock = zmq.Context.instance().socket(zmq.DEALER)

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -46,7 +47,7 @@ def samples(text: str) -> dict[tuple, float]:
 def runtime(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("ops")
     args = [sys.executable, "-m", "engine_bridge.cli", "serve", "--grpc", "127.0.0.1:0", "--zmq",
-            "tcp://127.0.0.1:0", "--http", "127.0.0.1:0", "--data-dir", str(data_dir)]
+            "tcp://127.0.0.1:0", "--http", "127.0.0.1:0", "--grace", "5", "--data-dir", str(data_dir)]
     log_path = data_dir / "stderr.log"
     with open(log_path, "w") as stderr:
         proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=stderr, text=True)
@@ -101,19 +102,27 @@ def test_health_readiness_metrics_and_request_log(runtime, astronaut_png):
     assert len({entry["request_id"] for entry in lines}) == len(lines) == 7  # 4 grpc + 3 zmq calls
     assert all(entry["code"] in ("OK", "NOT_FOUND") for entry in lines)
 
-    # Shutdown: readiness goes first.
-    os.kill(proc.pid, signal.SIGTERM)
-    deadline = time.monotonic() + 5
-    seen = None
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
+    # Shutdown with a drive in flight: readiness says 503 while the grace period runs.
+    release = threading.Event()
+
+    def held_open():
+        yield pb.MotionFrame(sequence=0)
+        release.wait(20)
+
+    with connect(addresses["zmq"]) as client:
+        stream = client.drive(avatar["id"], held_open(), CAMERA, window=None)
+        next(stream)
+        os.kill(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        seen = 200
+        while time.monotonic() < deadline and seen == 200:
             seen = get(f"{http}/readyz")[0]
-        except OSError:
-            break
-        if seen == 503:
-            break
-        time.sleep(0.02)
-    assert seen in (503, None) and proc.wait(30) == 0
+            time.sleep(0.05)
+        assert seen == 503
+        assert get(f"{http}/healthz")[0] == 200  # alive, not ready
+        release.set()
+        stream.close()
+    assert proc.wait(30) == 0
 
 
 def test_metrics_need_the_token_and_off_loopback_needs_one(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 import cv2
@@ -46,12 +47,27 @@ def _check_header_size(buf: np.ndarray, limits: ImageLimits) -> None:
 
     try:
         with Image.open(io.BytesIO(buf.tobytes())) as im:
-            width, height = im.size
-    except (UnidentifiedImageError, OSError, ValueError):
+            width, height, kind = *im.size, im.format
+            if kind == "PNG":
+                _verify_png(im)
+    except Image.DecompressionBombError as exc:
+        raise LimitExceeded(f"image declares too many pixels ({exc}); the limit max_image_side is "
+                            f"{limits.max_side} px per side") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, struct.error):
         return  # cv2.imdecode reports undecodable input below
     if max(width, height) > limits.max_side:
         raise LimitExceeded(f"image is {width}x{height} px; the limit max_image_side is "
                             f"{limits.max_side} px per side")
+
+
+def _verify_png(im) -> None:
+    """Chunk lengths and CRCs, read without decoding: a corrupt length would have the decoder
+    allocate gigabytes (and spend seconds) before it fails."""
+    try:
+        im.verify()
+    except Exception as exc:  # noqa: BLE001 - PIL raises many kinds on corrupt chunk streams
+        reason = f"{type(exc).__name__}: {exc}"[:200]
+        raise InvalidImage(f"the PNG is corrupt ({reason}); send the file's complete bytes") from None
 
 
 def _to_rgb8(image: np.ndarray) -> np.ndarray:

@@ -21,6 +21,7 @@ from avatar_runtime.motion.pose import normalize_quat
 # Step assumed when timestamps do not increase before any real step was seen: Live Link
 # Face's default rate. After that the last real step is reused.
 DEFAULT_DT = 1.0 / 60.0
+MIN_DT = 1e-6  # seconds: 1 MHz, far above any frame rate (MAX_FPS is 1 kHz)
 
 
 def _smoothing_factor(cutoff: np.ndarray | float, dt: float) -> np.ndarray | float:
@@ -43,9 +44,9 @@ class OneEuroFilter:
     Call with a sample `x` (any shape, the same on every call) and its timestamp `t` in
     seconds; returns the filtered sample (float64, same shape). The first sample after
     construction or `reset()` passes through unchanged. A timestamp that does not increase
-    (duplicate or out-of-order packet, a looping clip) is treated as one ordinary step (the
-    last real step, else DEFAULT_DT) rather than a zero or negative one, which would
-    divide by zero or reverse the filter.
+    (duplicate or out-of-order packet, a looping clip), or one under MIN_DT ahead, is treated
+    as one ordinary step (the last real step, else DEFAULT_DT) rather than a zero, tiny or
+    negative one, which would divide by (almost) zero or reverse the filter.
     """
 
     def __init__(self, min_cutoff: float = 1.0, beta: float = 0.0, d_cutoff: float = 1.0):
@@ -76,10 +77,11 @@ class OneEuroFilter:
         return self._x.copy()
 
     def _step(self, t: float) -> float:
-        """Time since the previous sample, with non-increasing timestamps mapped to a usual step."""
+        """Time since the previous sample; non-increasing timestamps, and steps too short to be
+        real frames (which overflow (x - x_prev) / dt), count as a usual step."""
         dt = t - self._t
         self._t = t
-        if dt > 0:
+        if dt >= MIN_DT:
             self._dt = dt
         return self._dt
 
