@@ -48,6 +48,21 @@ KEEPALIVE_OPTIONS = [
 _END = object()
 
 
+class _EndedCallNoise(logging.Filter):
+    """grpc logs an ERROR when a handler finishes after the core already ended its call (the
+    client left, or a message over the cap was refused): nothing is wrong on our side, and any
+    client can cause it at will, so it goes to the debug log instead of flooding the error log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "ExecuteBatchError raised in core by servicer method" not in record.getMessage():
+            return True
+        log.debug("a call ended before its handler did: %s", record.getMessage()[:200])
+        return False
+
+
+logging.getLogger("grpc._cython.cygrpc").addFilter(_EndedCallNoise())
+
+
 def status_code(error: AvatarError) -> grpc.StatusCode:
     return getattr(grpc.StatusCode, error.code, grpc.StatusCode.INTERNAL)
 

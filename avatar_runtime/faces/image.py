@@ -33,7 +33,14 @@ def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> np.ndarray
             f"{limits.max_bytes / 1e6:.1f} MB")
     buf = np.frombuffer(bytes(data), np.uint8)
     _check_header_size(buf, limits)
-    image = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    try:
+        image = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:  # OpenCV's own size checks on headers PIL could not read
+        if "MAX_IMAGE" in str(exc):
+            raise LimitExceeded(f"image declares a size over OpenCV's limit; the limit "
+                                f"max_image_side is {limits.max_side} px per side") from None
+        raise InvalidImage("bytes are not a decodable image (the decoder refused them); "
+                           "supported: PNG, JPEG, WebP, BMP, TIFF") from None
     if image is None:
         raise InvalidImage("bytes are not a decodable image (or the file is truncated); "
                            "supported: PNG, JPEG, WebP, BMP, TIFF")
