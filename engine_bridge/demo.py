@@ -4,6 +4,7 @@ frames, preview, turntable, contact sheet and the rigged .glb."""
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from pathlib import Path
@@ -46,6 +47,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: cannot read image {str(args.image)!r}: {_reason(err)}", file=sys.stderr)
         return 2
     out: Path = args.out
+    if not getattr(args, "verbose", False):
+        # The runtime runs in this process: its per-call log would interleave with the
+        # progress bars (`-v` shows it).
+        logging.getLogger("avatar_runtime.requests").setLevel(logging.WARNING)
     (out / "frames").mkdir(parents=True, exist_ok=True)
     stage("starting the runtime")
     service = AvatarService(args.data_dir or out / "store", portrait4d_weights=args.weights)
