@@ -54,6 +54,7 @@ MAX_BACKLOG = 1024  # replies waiting for one peer (streams are bounded by their
 # and such a slow reader must get RESOURCE_EXHAUSTED, not a silent disconnect.
 HEARTBEAT_IVL_MS, HEARTBEAT_TIMEOUT_MS = 5000, 45000
 BACKLOG_POLL_MS = 5
+CLOSE_LINGER_MS = 1000
 
 
 class _Unavailable(AvatarError):
@@ -164,7 +165,10 @@ class ZmqServer:
             self._close_sockets()
 
     def _close_sockets(self) -> None:
-        for sock in (self._router, self._wake_rx, self._wake_tx):
+        # The last replies (a drive's status) may still sit in libzmq's queue: give them a
+        # moment to leave instead of discarding them.
+        self._router.close(linger=CLOSE_LINGER_MS)
+        for sock in (self._wake_rx, self._wake_tx):
             sock.close(linger=0)
 
     # -- the socket loop (the only thread touching the ROUTER) --------------------------
