@@ -11,6 +11,9 @@ import numpy as np
 from ..errors import InvalidImage, LimitExceeded
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
 @dataclass(frozen=True)
 class ImageLimits:
     max_bytes: int = 40 * 1024 * 1024
@@ -60,7 +63,10 @@ def _check_header_size(buf: np.ndarray, limits: ImageLimits) -> None:
     except Image.DecompressionBombError as exc:
         raise LimitExceeded(f"image declares too many pixels ({exc}); the limit max_image_side is "
                             f"{limits.max_side} px per side") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, struct.error):
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, struct.error) as exc:
+        if buf[:8].tobytes() == PNG_SIGNATURE:  # a PNG whose chunks PIL cannot read: corrupt
+            raise InvalidImage(f"the PNG is corrupt ({type(exc).__name__}); send the file's "
+                               "complete bytes") from None
         return  # cv2.imdecode reports undecodable input below
     if max(width, height) > limits.max_side:
         raise LimitExceeded(f"image is {width}x{height} px; the limit max_image_side is "
