@@ -17,6 +17,7 @@ from ..head.landmarks import LandmarkEmbedding, load_landmark_embedding
 from ..head.model import HeadModel, load_head_model
 from ..motion.response import GREY, measure_view_bias
 from ..render.mesh_renderer import MeshRenderer
+from ..render.camera import Camera
 from .fit import LandmarkFitter, photo_camera
 from .face_parts import iris_colour
 from .portrait4d_source import face_crop
@@ -74,6 +75,7 @@ class FitReconstructor:
             "texture": texture,
             "source_expression": fit.expression,
             "source_rotation": fit.rotation.astype(np.float32),
+            "source_translation": fit.translation.astype(np.float32),
             "landmark_bias": bias,
         }
         if crop_size is not None:
@@ -83,6 +85,7 @@ class FitReconstructor:
             tensors=tensors,
             meta={
                 "image_size": [w, h],
+                "photo_fov_deg": PHOTO_FOV_DEG,
                 "faces_found": face.num_faces,
                 "letterbox_px": [bands.top, bands.bottom, bands.left, bands.right],
                 "hands_found": len(hands),
@@ -103,3 +106,15 @@ class FitReconstructor:
             lambda vertices, camera: renderer.render(vertices, camera, GREY).rgba[..., :3],
             azimuths_deg=(0.0,), elevations_deg=(0.0,))
         return bias[0, 0]
+
+
+def source_camera(avatar: Avatar) -> Camera:
+    """The camera that took the avatar's photo, in the avatar's world (head at rest): what
+    renders the avatar over its own photo (the photo reduced to `meta["image_size"]`)."""
+    rotation = np.asarray(avatar.tensors["source_rotation"], np.float64)
+    translation = np.asarray(avatar.tensors["source_translation"], np.float64)
+    c2w = np.eye(4)
+    c2w[:3, :3] = rotation.T           # the head-to-camera transform, inverted
+    c2w[:3, 3] = -rotation.T @ translation
+    w, h = avatar.meta["image_size"]
+    return Camera(c2w, float(avatar.meta.get("photo_fov_deg", PHOTO_FOV_DEG)), int(w), int(h))
