@@ -145,13 +145,18 @@ class HeadModel:
 
         vertices: [V, 3]; translation [3] moves the whole head (metres).
         """
-        pivot = self.head_pivot
-        turned = (vertices - pivot) @ np.asarray(rotation, np.float32).T + pivot
-        w = self.head_weight[:, None]
-        out = vertices + w * (turned - vertices)
-        if translation is not None:
-            out = out + np.asarray(translation, np.float32)
-        return out
+        return blend_head_turn(vertices, self.head_weight, self.head_pivot, rotation, translation)
+
+
+def blend_head_turn(vertices: np.ndarray, head_weight: np.ndarray, pivot: np.ndarray,
+                    rotation: np.ndarray, translation=None) -> np.ndarray:
+    """vertices [N, 3] turned by `rotation` [3, 3] about `pivot` as far as each follows the
+    head (head_weight [N] in [0, 1]), then moved by `translation` [3]: a two-bone blend."""
+    turned = (vertices - pivot) @ np.asarray(rotation, np.float32).T + pivot
+    out = vertices + head_weight[:, None] * (turned - vertices)
+    if translation is not None:
+        out = out + np.asarray(translation, np.float32)
+    return out
 
 
 def _rotation(vector: np.ndarray) -> np.ndarray:
