@@ -30,9 +30,9 @@ from .motion.pose import quat_to_matrix
 from .motion.response import ExpressionResponse
 from .motion.smoothing import MotionSmoother
 from .motion.solver import MotionSolver, Neutral
-from .reconstruct.fit_reconstructor import FitReconstructor
+from .reconstruct.fit_reconstructor import FitReconstructor, avatar_mesh
 from .reconstruct.fit import FitResult
-from .reconstruct.texture import current_texture
+from .render.avatar_mesh import AvatarMesh
 from .render.camera import Camera
 from .render.mesh_renderer import MeshRenderer, RenderOutput
 from .store import AvatarStore
@@ -64,6 +64,7 @@ class Smoothing:
 class _Rig:
     renderer: object       # MeshRenderer, or a Portrait4DDriver for learned avatars
     identity: np.ndarray   # [K] the fitted head's identity
+    mesh: AvatarMesh | None = None  # head + hair + bust (fit avatars)
 
 
 class AvatarService:
@@ -154,7 +155,7 @@ class AvatarService:
         rig = self._rig(avatar_id)
         if not isinstance(rig.renderer, MeshRenderer):  # a learned avatar renders its own volume
             return rig.renderer.render(motion, camera)
-        return rig.renderer.render(self._posed(rig.identity, motion), camera)
+        return rig.renderer.render(rig.mesh.vertices(motion), camera)
 
     def drive(self, avatar_id: str, frames: Iterable[MotionFrame], camera: Camera | None = None,
               smoothing: Smoothing = Smoothing()) -> Iterator[tuple[MotionFrame, RenderOutput]]:
@@ -256,9 +257,10 @@ class AvatarService:
             renderer = self._portrait4d_driver(avatar)
         else:
             # 4 sub-pixel rays per edge pixel (D3D 4x MSAA pattern): 8 cost 2-3 ms more at 512^2.
-            texture = current_texture(self.head, avatar.tensors["texture"], avatar.meta)
-            renderer = MeshRenderer(self.head.faces, self.head.face_uvs, texture,
-                                    aa_samples=4, glossy=self.head.glossy_faces)
+            mesh = avatar_mesh(self.head, avatar.tensors, avatar.meta)
+            renderer = MeshRenderer(mesh.faces, mesh.face_uvs, mesh.texture,
+                                    aa_samples=4, glossy=mesh.glossy_faces)
+            return _Rig(renderer, avatar.tensors["identity"], mesh)
         return _Rig(renderer, avatar.tensors["identity"])
 
     def _portrait4d_model(self):
@@ -304,7 +306,9 @@ class AvatarService:
         return neutral
 
     def _measure_response(self, avatar: Avatar, stop: threading.Event) -> ExpressionResponse | None:
-        return self.solver.measure_response(avatar.tensors["identity"], avatar.tensors["texture"], stop)
+        mesh = avatar_mesh(self.head, avatar.tensors, avatar.meta) if avatar.reconstructor == "fit" else None
+        return self.solver.measure_response(avatar.tensors["identity"], avatar.tensors["texture"], stop,
+                                            mesh=mesh)
 
     def check_camera(self, camera: Camera) -> None:
         """InvalidArgument / LimitExceeded unless `camera` can be rendered (before any work)."""

@@ -312,9 +312,14 @@ def test_built_zip_installs_and_enables_in_a_fresh_user_dir(built_zip, tmp_path)
 
 
 # -- create ----------------------------------------------------------------------------------
-def test_create_imports_one_rigged_textured_head(ops, created, rig):
-    assert sorted(obj.type for obj in created) == ["ARMATURE", "MESH"]
+def test_create_imports_one_rigged_textured_bust(ops, created, rig):
+    # The armature, the head (with the shape keys), its hair and its body.
+    assert sorted(obj.type for obj in created) == ["ARMATURE", "MESH", "MESH", "MESH"]
     assert rig.armature in created and rig.mesh in created
+    layers = sorted(obj.name for obj in created if obj.type == "MESH" and obj != rig.mesh)
+    assert [name.rsplit("_", 1)[-1] for name in layers] == ["body", "hair"]
+    assert all(obj.parent == rig.armature and obj[ops.AVATAR_ID_PROP] == rig.avatar_id
+               for obj in created if obj.type == "MESH")
     names = [block.name for block in rig.mesh.data.shape_keys.key_blocks]
     assert names == ["Basis", *ARKIT_NAMES]
     modifier = next(m for m in rig.mesh.modifiers if m.type == "ARMATURE")
@@ -385,9 +390,9 @@ def test_the_avatar_browser_lists_runtime_avatars_and_imports_one(ops, rig, orac
     assert not ops.STATE.error, ops.STATE.error
     new = [obj for obj in bpy.data.objects if obj not in before]
     try:
-        assert sorted(obj.type for obj in new) == ["ARMATURE", "MESH"]
+        assert sorted(obj.type for obj in new) == ["ARMATURE", "MESH", "MESH", "MESH"]
         assert all(obj[ops.AVATAR_ID_PROP] == other.avatar_id for obj in new)
-        mesh = next(obj for obj in new if obj.type == "MESH")
+        mesh = next(obj for obj in new if obj.type == "MESH" and obj.data.shape_keys)
         assert [b.name for b in mesh.data.shape_keys.key_blocks] == ["Basis", *ARKIT_NAMES]
         assert next(obj for obj in new if obj.type == "ARMATURE").name == f"{other.name} rig"
     finally:

@@ -3,7 +3,8 @@
 All arrays come from `data/bust_basis.npz` (`scripts/build_bust_basis.py`). The bust shares
 the head's identity coefficients and ARKit weights (one matrix product, as the head), is
 welded to the head along the neck cut every frame (`seam_body` <- `seam_head`), so it
-cannot tear when the head turns, and takes one per-photo parameter: the shoulder width.
+cannot tear when the head turns, and takes one per-photo parameter: the shoulders' width
+profile down the chest.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from ..motion.arkit import NUM_ARKIT
 from .model import HeadModel, blend_head_turn
 
 BUST_FILE = Path(__file__).resolve().parents[1] / "data" / "bust_basis.npz"
-# The shoulder width scale fades in over this depth below the neck cut (metres), so the
-# neck keeps the head's shape.
-SHOULDER_RAMP_M = 0.12
+# Depths below the neck cut (metres) at which a photo's shoulder widths are fitted; the
+# width scale is interpolated between them and is 1 at the cut, so the neck keeps the
+# head's shape.
+SHOULDER_KNOTS_M = (0.06, 0.14, 0.24, 0.36, 0.5)
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,16 +48,12 @@ class BustModel:
         return np.ascontiguousarray(np.concatenate([self.identity_basis, self.expression_basis])
                                     .reshape(k + NUM_ARKIT, -1))
 
-    @cached_property
-    def _shoulder_ramp(self) -> np.ndarray:
-        return np.clip(self.depth_below_seam / SHOULDER_RAMP_M, 0.0, 1.0).astype(np.float32)
-
     def shape(self, head_vertices: np.ndarray, identity: np.ndarray | None = None,
-              expression: np.ndarray | None = None, shoulders: float = 1.0) -> np.ndarray:
+              expression: np.ndarray | None = None, shoulders=None) -> np.ndarray:
         """Unposed bust vertices [N, 3] under the unposed head `head_vertices` [V, 3].
 
-        shoulders: width scale of the shoulders and chest (1 = the identity's own body);
-        the chest's depth grows by its square root.
+        shoulders [len(SHOULDER_KNOTS_M)]: width scales at those depths below the neck
+        cut (None: the identity's own body); the chest's depth grows by their square root.
         """
         k = len(self.identity_basis)
         coeffs = np.zeros(k + NUM_ARKIT, np.float32)
@@ -64,10 +62,11 @@ class BustModel:
         if expression is not None:
             coeffs[k:] = expression
         vertices = self.template + (coeffs @ self._stacked_basis).reshape(-1, 3)
-        if shoulders != 1.0:
-            ramp = self._shoulder_ramp
-            vertices[:, 0] *= 1.0 + (shoulders - 1.0) * ramp
-            vertices[:, 2] *= 1.0 + (np.sqrt(shoulders) - 1.0) * ramp
+        if shoulders is not None:
+            width = np.interp(self.depth_below_seam, (0.0, *SHOULDER_KNOTS_M),
+                              (1.0, *np.asarray(shoulders, np.float64).ravel())).astype(np.float32)
+            vertices[:, 0] *= width
+            vertices[:, 2] *= np.sqrt(width)
         vertices[self.seam_body] = head_vertices[self.seam_head]
         return vertices
 

@@ -11,7 +11,7 @@ from ..errors import InvalidArgument, Unimplemented
 from ..head.model import HeadModel
 from .files import write_atomically
 from .formats import obj_files, ply_bytes
-from .gltf import export_glb
+from .gltf import Layers, export_glb
 from .inputs import check_expression
 
 FORMATS = ("glb", "obj", "ply")
@@ -51,10 +51,21 @@ def mesh_files(avatar: Avatar, head: HeadModel, format: str, stem: str,
     identity, texture = _mesh_tensors(avatar, head)
     expression = check_expression(expression)
     if format == "glb":
-        return {f"{stem}.glb": export_glb(head, identity, texture, None, expression, name=avatar.name)}
+        return {f"{stem}.glb": export_glb(head, identity, texture, None, expression, name=avatar.name,
+                                          layers=avatar_layers(avatar, head))}
     if format == "obj":
         return obj_files(head, head.shape(identity, expression), texture, stem)
     return {f"{stem}.ply": ply_bytes(head, head.shape(identity, expression), texture)}
+
+
+def avatar_layers(avatar: Avatar, head: HeadModel) -> Layers:
+    """The hair and bust an avatar carries (none for avatars made before them)."""
+    from ..head.bust import load_bust_model
+    from ..head.hair import hair_shell
+
+    t = avatar.tensors
+    hair = hair_shell(head, t["hair_offset"]) if "hair_offset" in t else None
+    return Layers(hair, load_bust_model(), t.get("bust_texture"), t.get("shoulder_widths"))
 
 
 def _volume_glb(avatar: Avatar, format: str, field) -> bytes:

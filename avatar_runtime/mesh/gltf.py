@@ -13,26 +13,35 @@ Layout of the file (what engines and DCC tools rely on):
   `mesh.weights` = the baked-in expression (zeros by default).
 - materials: PBR metallic-roughness, not metallic, base colour = the avatar texture (one
   PNG); the eyes glossy, the mouth moist, the skin soft.
+- layers (`Layers`), each a mesh of its own on the same skin and a node at the scene root:
+  `<name>_hair` (the hair shell, on the head joint, the head texture, its own material) and
+  `<name>_body` (neck, shoulders and chest; root/neck weights, the head's own along the
+  neck cut; its own PNG and material). They carry no morph targets: expressions move the
+  bust's neck at most ~1.5 mm and the hair not at all.
 
 The runtime's world already is glTF's (metres, +Y up, face toward +Z): no axis conversion.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pygltflib as gl
 
 from ..faces.image import encode_png
+from ..head.bust import BustModel
+from ..head.hair import HairShell
 from ..head.model import EYE_PARTS, MOUTH_INTERIOR, SKIN, TEETH, HeadModel
 from ..motion.arkit import ARKIT_NAMES, NUM_ARKIT
 from .files import write_atomically
 from .geometry import SeamSplit, split_seams, vertex_normals
 from .inputs import check_expression, check_texture
-from .rig import ExportRig, build_rig
+from .rig import ExportRig, build_rig, top_influences
 
 GENERATOR = "avatar-runtime"
+HAIR_ROUGHNESS = 0.5
 ROUGHNESS = 0.6  # skin reads as a soft dielectric; engines' defaults (1.0) look chalky
 # (name, part labels, roughness): the cornea is wet glass, the mouth moist.
 PRIMITIVES = (("skin", (SKIN,), ROUGHNESS), ("eyes", EYE_PARTS, 0.1),
@@ -42,9 +51,21 @@ _COMPONENT = {np.dtype(np.float32): gl.FLOAT, np.dtype(np.uint16): gl.UNSIGNED_S
 _TYPE = {1: gl.SCALAR, 2: gl.VEC2, 3: gl.VEC3, 4: gl.VEC4, 16: gl.MAT4}
 
 
+@dataclass(frozen=True)
+class Layers:
+    """What an avatar has beyond the head: each exports as a mesh of its own on the same
+    skin (hair on the head joint; the bust on root/neck, welded to the head's weights
+    along the neck cut), with its own material."""
+
+    hair: HairShell | None = None
+    bust: BustModel | None = None
+    bust_texture: np.ndarray | None = None
+    shoulders: np.ndarray | None = None  # the bust's width profile (BustModel.shape)
+
+
 def export_glb(head: HeadModel, identity: np.ndarray, texture: np.ndarray,
                path: Path | str | None = None, expression: np.ndarray | None = None,
-               name: str = "avatar", morph_normals: bool = True) -> bytes:
+               name: str = "avatar", morph_normals: bool = True, layers: Layers = Layers()) -> bytes:
     """The avatar as .glb bytes; also written atomically to `path` when one is given.
 
     identity [K] float; texture [T, T, 3|4] uint8, row 0 at the top; expression [52]
@@ -75,7 +96,17 @@ def export_glb(head: HeadModel, identity: np.ndarray, texture: np.ndarray,
     gltf.meshes.append(gl.Mesh(name=name, primitives=primitives, weights=expression.tolist(),
                                extras={"targetNames": list(ARKIT_NAMES)}))
     gltf.nodes.append(gl.Node(name=name, mesh=0, skin=skin))
-    gltf.scenes.append(gl.Scene(name=name, nodes=[0, len(gltf.nodes) - 1]))  # root joint, mesh
+    roots = [0, len(gltf.nodes) - 1]  # root joint, mesh
+    for layer in _layer_meshes(head, identity, layers, rig):
+        gltf.meshes.append(gl.Mesh(name=f"{name}_{layer.name}", primitives=[gl.Primitive(
+            attributes=_add_layer_vertices(blob, layer),
+            indices=blob.accessor(_indices(layer.split), target=gl.ELEMENT_ARRAY_BUFFER),
+            material=_add_material(gltf, image if layer.texture is None
+                                   else _add_texture(gltf, blob, layer.texture, f"{name}_{layer.name}"),
+                                   f"{name}_{layer.name}", layer.roughness))]))
+        gltf.nodes.append(gl.Node(name=f"{name}_{layer.name}", mesh=len(gltf.meshes) - 1, skin=skin))
+        roots.append(len(gltf.nodes) - 1)
+    gltf.scenes.append(gl.Scene(name=name, nodes=roots))
     data = blob.finish()
     if path is not None:
         write_atomically({Path(path): data})
@@ -140,6 +171,57 @@ def _add_vertices(blob: _Blob, rest: np.ndarray, normals: np.ndarray, split: Sea
         TEXCOORD_0=blob.accessor(uv.astype(np.float32)),
         JOINTS_0=blob.accessor(rig.joints[m]),
         WEIGHTS_0=blob.accessor(rig.weights[m]),
+    )
+
+
+@dataclass
+class _LayerMesh:
+    name: str
+    rest: np.ndarray             # [N, 3]
+    normals: np.ndarray          # [N, 3]
+    split: SeamSplit
+    joints: np.ndarray           # [N, 4] uint16
+    weights: np.ndarray          # [N, 4] float32
+    texture: np.ndarray | None   # None: shares the head's texture
+    roughness: float
+
+
+def _layer_meshes(head: HeadModel, identity: np.ndarray, layers: Layers, rig: ExportRig) -> list[_LayerMesh]:
+    """The hair and bust of `layers` at rest, skinned onto `rig`'s joints."""
+    rest = head.shape(identity)
+    out = []
+    if layers.hair is not None:
+        hair = layers.hair
+        joints = np.zeros((hair.num_vertices, 4), np.uint16)
+        joints[:, 0] = rig.names.index("head")
+        weights = np.zeros((hair.num_vertices, 4), np.float32)
+        weights[:, 0] = 1.0
+        shell = hair.vertices(rest)
+        out.append(_LayerMesh("hair", shell, vertex_normals(shell, hair.faces),
+                              split_seams(hair.faces, hair.face_uvs), joints, weights, None, HAIR_ROUGHNESS))
+    if layers.bust is not None and layers.bust_texture is not None:
+        bust = layers.bust
+        joints, weights = top_influences(bust.joint_weights.astype(np.float64))
+        # Along the neck cut the bust takes the head's own skinning: no crack when the
+        # head joint turns.
+        joints[bust.seam_body], weights[bust.seam_body] = rig.joints[bust.seam_head], rig.weights[bust.seam_head]
+        body = bust.shape(rest, identity, None, layers.shoulders)
+        out.append(_LayerMesh("body", body, vertex_normals(body, bust.faces),
+                              split_seams(bust.faces, bust.face_uvs), joints, weights,
+                              layers.bust_texture, ROUGHNESS))
+    return out
+
+
+def _add_layer_vertices(blob: _Blob, layer: _LayerMesh) -> gl.Attributes:
+    m = layer.split.vertex_map
+    uv = layer.split.uvs.copy()
+    uv[:, 1] = 1.0 - uv[:, 1]
+    return gl.Attributes(
+        POSITION=blob.accessor(layer.rest[m].astype(np.float32), bounds=True),
+        NORMAL=blob.accessor(layer.normals[m]),
+        TEXCOORD_0=blob.accessor(uv.astype(np.float32)),
+        JOINTS_0=blob.accessor(layer.joints[m]),
+        WEIGHTS_0=blob.accessor(layer.weights[m]),
     )
 
 

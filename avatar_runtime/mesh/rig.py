@@ -66,7 +66,7 @@ def build_rig(head: HeadModel, rest: np.ndarray) -> ExportRig:
     """The reduced rig for one avatar; rest [V, 3] is its neutral shape (identity applied)."""
     to_joint = kept_ancestor(head)
     dense = _dense_weights(head, to_joint)
-    joints, weights = _top_influences(dense)
+    joints, weights = top_influences(dense)
     return ExportRig(
         names=tuple(KEPT_BONES.values()),
         parents=_joint_parents(head, to_joint),
@@ -84,7 +84,7 @@ def _dense_weights(head: HeadModel, to_joint: np.ndarray) -> np.ndarray:
     return dense
 
 
-def _top_influences(dense: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def top_influences(dense: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """[V, J] weights -> ([V, 4] uint16 joints, [V, 4] float32 weights summing to 1)."""
     order = np.argsort(-dense, axis=1, kind="stable")[:, :MAX_INFLUENCES]
     weights = np.take_along_axis(dense, order, axis=1)

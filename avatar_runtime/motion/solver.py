@@ -31,12 +31,18 @@ class MotionSolver:
                                                  iterations=6), detector_response=True)
 
     def measure_response(self, identity: np.ndarray, texture: np.ndarray,
-                         cancelled: threading.Event | None = None) -> ExpressionResponse | None:
+                         cancelled: threading.Event | None = None, mesh=None) -> ExpressionResponse | None:
         """How this solver's detector reads the avatar (identity + UV texture): rendered
-        and detected per channel and view (see motion/response.py); a few seconds."""
-        renderer = MeshRenderer(self.head.faces, self.head.face_uvs, texture, aa_samples=4)
+        and detected per channel and view (see motion/response.py); a few seconds.
+        mesh: the avatar's `AvatarMesh` (hair and bust rendered too, as drives show them)."""
+        if mesh is None:
+            renderer = MeshRenderer(self.head.faces, self.head.face_uvs, texture, aa_samples=4)
+            whole = lambda vertices: vertices  # noqa: E731
+        else:
+            renderer = MeshRenderer(mesh.faces, mesh.face_uvs, mesh.texture, aa_samples=4)
+            whole = mesh.around
         return measure_response(self.head, self.fitter.embedding, self.analyzer, identity,
-                                lambda vertices, camera: renderer.render(vertices, camera, GREY).rgba[..., :3],
+                                lambda vertices, camera: renderer.render(whole(vertices), camera, GREY).rgba[..., :3],
                                 self.fitter.response, cancelled=cancelled)
 
     def solve_image(self, rgb: np.ndarray, identity: np.ndarray | None = None,

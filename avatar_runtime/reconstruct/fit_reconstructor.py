@@ -12,16 +12,21 @@ from ..avatar import Avatar
 from ..faces.bands import content_mask, find_bands
 from ..faces.detector import FaceAnalyzer
 from ..faces.image import fit_within
+from ..faces.hair_matte import hair_matte
 from ..faces.occluders import hands_mask
+from ..head.bust import load_bust_model
+from ..head.hair import hair_shell
 from ..head.landmarks import LandmarkEmbedding, load_landmark_embedding
 from ..head.model import HeadModel, load_head_model
 from ..motion.response import GREY, measure_view_bias
-from ..render.mesh_renderer import MeshRenderer
+from ..render.avatar_mesh import AvatarMesh
 from ..render.camera import Camera
+from ..render.mesh_renderer import MeshRenderer
+from .bust_fit import bake_bust, fit_hair, fit_shoulders
 from .fit import LandmarkFitter, photo_camera
 from .face_parts import iris_colour
 from .portrait4d_source import face_crop
-from .texture import bake_texture, texel_map
+from .texture import bake_texture, current_texture, texel_map
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, float], None]
@@ -38,6 +43,7 @@ class FitReconstructor:
         self.analyzer = analyzer
         self.head = head or load_head_model()
         self.fitter = LandmarkFitter(self.head, embedding or load_landmark_embedding())
+        self.bust = load_bust_model()
         texel_map(self.head, TEXTURE_SIZE)  # ~0.3 s once per process, not per avatar
 
     def create(self, rgb: np.ndarray, avatar_id: str, name: str = "",
@@ -59,16 +65,29 @@ class FitReconstructor:
         hands = self.analyzer.hands(rgb)
         # Only the person, inside the image, off letterbox bands and not behind a hand
         # counts as seen; the rest is filled (mirror twin, then tone fill).
-        matte = (self.analyzer.matte(rgb) * content_mask(rgb, bands)
-                 * (1 - hands_mask(rgb.shape[:2], hands)))
+        person = self.analyzer.matte(rgb)
+        matte = person * content_mask(rgb, bands) * (1 - hands_mask(rgb.shape[:2], hands))
         progress("fit", 0.3)
         camera = photo_camera(w, h, PHOTO_FOV_DEG)
         fit = self.fitter.fit(face.landmarks, camera)
+        progress("hair and shoulders", 0.5)
+        rotation, translation = fit.rotation.astype(np.float32), fit.translation.astype(np.float32)
+        shaped = self.head.shape(fit.identity, fit.expression)
+        hair_offset = fit_hair(self.head, shaped, rotation, translation, camera,
+                               hair_matte(rgb, face.landmarks, person))
+        # The photo is baked onto the scalp raised to the hair: hair texels land where the
+        # shell shows them.
+        rest = self.head.shape(fit.identity)
+        lifted = shaped + hair_offset[:, None] * rest / np.linalg.norm(rest, axis=1, keepdims=True)
+        head_placed = lifted @ rotation.T + translation
         progress("texture", 0.6)
-        texture = bake_texture(self.head, fit.vertices(self.head), rgb, camera, matte, TEXTURE_SIZE,
+        texture = bake_texture(self.head, head_placed, rgb, camera, matte, TEXTURE_SIZE,
                                iris=iris_colour(rgb, face.landmarks))
+        bust_tensors = self._fit_bust(shaped, fit, camera, rgb, person * content_mask(rgb, bands),
+                                      head_placed)
         progress("calibrate", 0.85)
-        bias = self.landmark_bias(fit.identity, texture)
+        bias = self.landmark_bias(avatar_mesh(self.head, {
+            "identity": fit.identity, "texture": texture, "hair_offset": hair_offset, **bust_tensors}, {}))
         progress("done", 1.0)
         tensors = {
             "identity": fit.identity,
@@ -77,6 +96,8 @@ class FitReconstructor:
             "source_rotation": fit.rotation.astype(np.float32),
             "source_translation": fit.translation.astype(np.float32),
             "landmark_bias": bias,
+            "hair_offset": hair_offset.astype(np.float32),
+            **bust_tensors,
         }
         if crop_size is not None:
             tensors["source_image"] = face_crop(rgb, face.landmarks, crop_size)
@@ -93,17 +114,30 @@ class FitReconstructor:
                 "head_vertices": self.head.num_vertices,
             })
 
+    def _fit_bust(self, shaped: np.ndarray, fit, camera: Camera, rgb: np.ndarray,
+                  matte: np.ndarray, head_placed: np.ndarray) -> dict:
+        """{"shoulder_widths", "bust_texture"} for the photo, or {} without a bust model."""
+        if self.bust is None:
+            return {}
 
-    def landmark_bias(self, identity: np.ndarray, texture: np.ndarray) -> np.ndarray:
+        def place(shoulders):
+            body = self.bust.shape(shaped, fit.identity, fit.expression, shoulders)
+            return body @ fit.rotation.T.astype(np.float32) + fit.translation.astype(np.float32)
+
+        shoulders = fit_shoulders(self.bust, place(None), camera, matte)
+        texture = bake_bust(self.bust, place(shoulders), (head_placed, self.head.faces), rgb, camera, matte)
+        return {"shoulder_widths": shoulders, "bust_texture": texture}
+
+    def landmark_bias(self, mesh: AvatarMesh) -> np.ndarray:
         """[478, 3] where the detector sees this avatar's neutral landmarks, minus the model's.
 
         The motion solver adds it to the model's landmarks, so that what is solved is the
         change from this face's own neutral reading, not the detector's habits on it.
         """
-        renderer = MeshRenderer(self.head.faces, self.head.face_uvs, texture)
+        renderer = MeshRenderer(mesh.faces, mesh.face_uvs, mesh.texture)
         bias, _, _ = measure_view_bias(
-            self.head, self.fitter.embedding, self.analyzer, self.head.shape(identity),
-            lambda vertices, camera: renderer.render(vertices, camera, GREY).rgba[..., :3],
+            self.head, self.fitter.embedding, self.analyzer, self.head.shape(mesh.identity),
+            lambda vertices, camera: renderer.render(mesh.around(vertices), camera, GREY).rgba[..., :3],
             azimuths_deg=(0.0,), elevations_deg=(0.0,))
         return bias[0, 0]
 
@@ -118,3 +152,13 @@ def source_camera(avatar: Avatar) -> Camera:
     c2w[:3, 3] = -rotation.T @ translation
     w, h = avatar.meta["image_size"]
     return Camera(c2w, float(avatar.meta.get("photo_fov_deg", PHOTO_FOV_DEG)), int(w), int(h))
+
+
+def avatar_mesh(head: HeadModel, tensors: dict, meta: dict) -> AvatarMesh:
+    """A fit avatar's layers as one mesh (the head alone for avatars made before hair and
+    bust existed)."""
+    offset = tensors.get("hair_offset")
+    return AvatarMesh(head, tensors["identity"], current_texture(head, tensors["texture"], meta),
+                      hair=hair_shell(head, offset) if offset is not None else None,
+                      bust=load_bust_model(), bust_texture=tensors.get("bust_texture"),
+                      shoulders=tensors.get("shoulder_widths"))

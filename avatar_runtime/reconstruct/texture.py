@@ -39,7 +39,18 @@ class TexelMap:
 @lru_cache(maxsize=2)
 def texel_map(head: HeadModel, size: int) -> TexelMap:
     """Rasterise the UV layout by casting one orthographic ray per texel (open3d)."""
-    uvs = head.face_uvs.reshape(-1, 2)
+    texels, tri, bary = uv_texels(head.face_uvs, size)
+    points = (head.template[head.faces[tri]] * bary[..., None]).sum(1)
+    surface = csr_matrix((bary.ravel(), head.faces[tri].ravel(), np.arange(0, 3 * len(tri) + 1, 3)),
+                         shape=(len(tri), head.num_vertices))
+    return TexelMap(size, texels, tri, bary, _mirror_texels(head, size, texels, tri, bary),
+                    _scalp(points) * (head.part_labels[head.faces[tri, 0]] == 0), surface)
+
+
+def uv_texels(face_uvs: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The texels of a size x size atlas that the UV layout face_uvs [F, 3, 2] covers: flat
+    indices [N] (row 0 = top = v 1), the triangle under each [N], its barycentrics [N, 3]."""
+    uvs = face_uvs.reshape(-1, 2)
     flat = np.concatenate([uvs, np.zeros((len(uvs), 1))], 1).astype(np.float32)
     scene = o3d.t.geometry.RaycastingScene()
     scene.add_triangles(o3d.core.Tensor(flat),
@@ -54,11 +65,7 @@ def texel_map(head: HeadModel, size: int) -> TexelMap:
     tri = hit["primitive_ids"].ravel()[texels].astype(np.int64)
     a, b = hit["primitive_uvs"].reshape(-1, 2)[texels].T
     bary = np.stack([1 - a - b, a, b], 1).astype(np.float32)
-    points = (head.template[head.faces[tri]] * bary[..., None]).sum(1)
-    surface = csr_matrix((bary.ravel(), head.faces[tri].ravel(), np.arange(0, 3 * len(tri) + 1, 3)),
-                         shape=(len(tri), head.num_vertices))
-    return TexelMap(size, texels, tri, bary, _mirror_texels(head, size, texels, tri, bary),
-                    _scalp(points) * (head.part_labels[head.faces[tri, 0]] == 0), surface)
+    return texels, tri, bary
 
 
 # A typical hairline on the neutral template (metres; +Y up, the face toward +Z): height

@@ -320,7 +320,7 @@ def _import_glb(avatar: dict, files: dict[str, bytes]) -> Rig:
     mesh = next((obj for obj in new if obj.type == "MESH" and obj.data.shape_keys), None)
     if armature is None or mesh is None:
         raise RuntimeError("the exported glTF has no armature with a shape-keyed mesh")
-    for obj in (armature, mesh):
+    for obj in new:  # the armature, the head and its layers (hair, body)
         obj[AVATAR_ID_PROP] = avatar["id"]
     armature.name = f"{avatar.get('name') or mesh.name} rig"
     return Rig(armature, mesh, avatar["id"])
