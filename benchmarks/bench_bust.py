@@ -7,7 +7,10 @@ rows above the chin (the head alone); PSNR and SSIM over the person region and o
 face (landmark hull), the render composited over flat grey so that person pixels it does
 not cover count as error; an identity distance (dlib's face descriptor, bust_metrics.py)
 photo vs render at yaw -30..+30 on grey (a face the detector misses in a render is a
-miss); and drive fps (`AvatarService.render` of the demo clip at 512^2, in-process).
+miss), and beside it how near each photo comes to the other portraits' frontal renders
+(dlib's same-person line, 0.6, is loose between the East Asian faces here: read own-render
+distances against that); create time and drive fps (`AvatarService.render` of the demo
+clip at 512^2, in-process; the fastest frame too, as other jobs on the machine slow the median).
 Writes a contact sheet to OUT (default bench_out/bust/contact_sheet.png): per portrait,
 the photo, the render over it, the render alone at yaw -30/0/+30, and the silhouette
 difference (green both, red photo only, blue render only).
@@ -34,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bust_metrics as metrics  # noqa: E402
 import solver_material as material  # noqa: E402
 
+from avatar_runtime.errors import NoFaceFound  # noqa: E402
 from avatar_runtime.faces.image import encode_png, fit_within  # noqa: E402
 from avatar_runtime.motion.clips import builtin_clip  # noqa: E402
 from avatar_runtime.motion.frame import MotionFrame  # noqa: E402
@@ -64,6 +68,8 @@ class Result:
     ssim_person: float
     ssim_face: float
     identity: dict[int, float] = field(default_factory=dict)  # yaw -> distance (nan: miss)
+    photo_descriptor: np.ndarray | None = None
+    frontal_descriptor: np.ndarray | None = None
 
 
 def portraits() -> list[tuple[str, np.ndarray]]:
@@ -133,6 +139,12 @@ def cell(rgb: np.ndarray, label: str = "") -> np.ndarray:
     return out
 
 
+def view_label(distance: float | None) -> str:
+    if distance is None:
+        return ""
+    return "  id miss" if np.isnan(distance) else f"  id {distance:.2f}"
+
+
 def measure(service: AvatarService, identity_model, name: str, photo: np.ndarray) -> tuple[Result, np.ndarray]:
     """One portrait's Result and its contact-sheet row."""
     start = time.perf_counter()
@@ -153,57 +165,78 @@ def measure(service: AvatarService, identity_model, name: str, photo: np.ndarray
     views = {yaw: metrics.over(service.render(avatar_id, as_photographed,
                                               Camera.orbit(yaw, width=512, height=512)).rgba, GREY)
              for yaw in YAWS}
-    identity = {}
+    identity, reference, descriptors = {}, None, {}
     if identity_model is not None:
         reference = identity_model.descriptor(rgb)
         if reference is None:
             print(f"[identity] {name}: the detector finds no face in the photo itself")
         else:
-            identity = {yaw: metrics.identity_distance(reference, identity_model.descriptor(view))
-                        for yaw, view in views.items()}
+            descriptors = {yaw: identity_model.descriptor(view) for yaw, view in views.items()}
+            identity = {yaw: metrics.identity_distance(reference, d) for yaw, d in descriptors.items()}
 
     result = Result(name, create_s, *drive_fps(service, avatar_id),
                     metrics.iou(matte, rendered), metrics.iou(matte & head, rendered & head),
                     metrics.region_psnr(rgb, on_grey, matte), metrics.region_psnr(rgb, on_grey, face),
                     metrics.region_ssim(rgb, on_grey, matte), metrics.region_ssim(rgb, on_grey, face),
-                    identity)
+                    identity, reference, descriptors.get(0))
     crop = person_box(matte | rendered)
     row = [cell(rgb[crop], name), cell(metrics.over(rgba, rgb)[crop], "render over photo")]
-    row += [cell(views[yaw], f"yaw {yaw:+d}" + (f"  id {identity[yaw]:.2f}" if yaw in identity else ""))
-            for yaw in SHEET_YAWS]
+    row += [cell(views[yaw], f"yaw {yaw:+d}" + view_label(identity.get(yaw))) for yaw in SHEET_YAWS]
     row.append(cell(silhouette_difference(matte, rendered)[crop], f"IoU {result.iou:.2f} head {result.iou_head:.2f}"))
     return result, np.concatenate(row, 1)
 
 
-def distance_text(d: float | None) -> str:
-    return "   -" if d is None else " miss" if np.isnan(d) else f"{d:5.2f}"
+# (header, width, decimals, value of a Result)
+COLUMNS = (("create s", 8, 2, lambda r: r.create_s), ("fps", 5, 1, lambda r: r.fps),
+           ("best", 5, 1, lambda r: r.fps_best), ("IoU", 6, 3, lambda r: r.iou),
+           ("head", 6, 3, lambda r: r.iou_head), ("PSNR p", 7, 2, lambda r: r.psnr_person),
+           ("face", 6, 2, lambda r: r.psnr_face), ("SSIM p", 7, 3, lambda r: r.ssim_person),
+           ("face", 6, 3, lambda r: r.ssim_face))
+
+
+def identity_columns(results: list[Result]) -> tuple:
+    """One column per yaw when identity was measured (nan there: the detector missed the render)."""
+    if not any(r.identity for r in results):
+        return ()
+    return tuple((f"id {yaw:+d}", 7, 2, lambda r, yaw=yaw: r.identity.get(yaw, float("nan")))
+                 for yaw in YAWS)
 
 
 def print_table(results: list[Result]) -> None:
-    print(f"\n{'portrait':26s} {'create':>6s} {'fps':>5s} {'best':>5s} {'IoU':>5s} {'head':>5s} "
-          f"{'PSNR p':>6s} {'face':>5s} {'SSIM p':>6s} {'face':>5s}  identity at yaw "
-          + " ".join(f"{y:+4d}" for y in YAWS))
+    """Per portrait and the mean (identity: over the views the detector found a face in)."""
+    columns = COLUMNS + identity_columns(results)
+    text = lambda v, width, decimals: f"{'miss':>{width}s}" if np.isnan(v) else f"{v:{width}.{decimals}f}"  # noqa: E731
+    print("\n" + f"{'portrait':26s}" + "".join(f"{h:>{w}s}" for h, w, _, _ in columns))
     for r in results:
-        print(f"{r.name:26s} {r.create_s:5.2f}s {r.fps:5.1f} {r.fps_best:5.1f} {r.iou:5.3f} {r.iou_head:5.3f} "
-              f"{r.psnr_person:6.2f} {r.psnr_face:5.2f} {r.ssim_person:6.3f} {r.ssim_face:5.3f}  "
-              f"{'':15s}" + "".join(distance_text(r.identity.get(y)) for y in YAWS))
-    mean = lambda values: float(np.nanmean(values)) if len(values) else float("nan")  # noqa: E731
-    distances = {y: [r.identity[y] for r in results if y in r.identity] for y in YAWS}
-    print(f"{'mean':26s} {mean([r.create_s for r in results]):5.2f}s {mean([r.fps for r in results]):5.1f} "
-          f"{mean([r.fps_best for r in results]):5.1f} "
-          f"{mean([r.iou for r in results]):5.3f} {mean([r.iou_head for r in results]):5.3f} "
-          f"{mean([r.psnr_person for r in results]):6.2f} {mean([r.psnr_face for r in results]):5.2f} "
-          f"{mean([r.ssim_person for r in results]):6.3f} {mean([r.ssim_face for r in results]):5.3f}  "
-          f"{'':15s}" + "".join(distance_text(mean(distances[y])) if distances[y] else distance_text(None)
-                                for y in YAWS))
-    views = [d for ds in distances.values() for d in ds]
+        print(f"{r.name:26s}" + "".join(text(value(r), w, d) for _, w, d, value in columns))
+    means = [np.nanmean([value(r) for r in results]) for _, _, _, value in columns]
+    print(f"{'mean':26s}" + "".join(f"{m:{w}.{d}f}" for m, (_, w, d, _) in zip(means, columns)))
+
+    views = [d for r in results for d in r.identity.values()]
     misses = sum(np.isnan(d) for d in views)
-    under = sum(d < metrics.SAME_PERSON for d in views if not np.isnan(d))
+    under = sum(d < metrics.SAME_PERSON for d in views)
     print(f"\nsilhouette IoU >= 0.92 (target): {sum(r.iou >= 0.92 for r in results)}/{len(results)} portraits; "
           f"identity views under the same-person line {metrics.SAME_PERSON}: {under}/{len(views)}, "
           f"detector misses {misses}; create <= 1.5 s: {sum(r.create_s <= 1.5 for r in results)}/{len(results)}; "
-          f"drive >= 30 fps: {sum(r.fps >= 30 for r in results)}/{len(results)}; "
-          f"load average {os.getloadavg()[0]:.2f}")
+          f"drive >= 30 fps (median frame): {sum(r.fps >= 30 for r in results)}/{len(results)}; "
+          f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    print_impostors(results)
+
+
+def print_impostors(results: list[Result]) -> None:
+    """How far each photo is from the nearest other portrait's frontal render: what the
+    identity distances above mean on these renders (a render that looked like anyone
+    would come as close to the wrong photo as to its own)."""
+    lines = []
+    for r in results:
+        others = [(metrics.identity_distance(r.photo_descriptor, o.frontal_descriptor), o.name)
+                  for o in results if o is not r and o.frontal_descriptor is not None]
+        others = [(d, n) for d, n in others if not np.isnan(d)]
+        if r.photo_descriptor is not None and others:
+            distance, other = min(others)
+            lines.append(f"{r.name} {distance:.2f} ({other})")
+    if lines:
+        print("photo vs the nearest other portrait's frontal render: " + "; ".join(lines))
 
 
 def main() -> None:
@@ -218,7 +251,11 @@ def main() -> None:
         service.create(encode_png(found[0][1][:, ::-1].copy()), name="warm-up")  # start-up is not per avatar
         results, rows = [], []
         for name, photo in found:
-            result, row = measure(service, identity_model, name, photo)
+            try:
+                result, row = measure(service, identity_model, name, photo)
+            except NoFaceFound:
+                print(f"[portraits] {name}: no face found, skipped")
+                continue
             results.append(result)
             rows.append(row)
             print(f"[{time.perf_counter() - started:5.1f} s] {name}", flush=True)

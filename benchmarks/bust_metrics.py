@@ -43,7 +43,9 @@ def over(rgba: np.ndarray, background: np.ndarray | int) -> np.ndarray:
 
 
 def region_psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
-    """PSNR (dB, 8-bit) of two RGB images over the pixels where `mask` holds."""
+    """PSNR (dB, 8-bit) of two RGB images over the pixels where `mask` holds (nan: empty mask)."""
+    if not mask.any():
+        return float("nan")
     error = (a[mask].astype(np.float64) - b[mask].astype(np.float64)) ** 2
     mse = error.mean()
     return float("inf") if mse == 0 else float(10 * np.log10(255.0 ** 2 / mse))
@@ -51,7 +53,9 @@ def region_psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
 
 def region_ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
     """SSIM of two RGB images: skimage's local SSIM map (7x7 windows, so pixels up to 3 px
-    outside `mask` take part) averaged over `mask`."""
+    outside `mask` take part) averaged over `mask` (nan: empty mask)."""
+    if not mask.any():
+        return float("nan")
     ys, xs = np.nonzero(mask)
     # Only the mask's box (plus the 7 px window) matters; the rest costs time.
     y0, y1 = max(ys.min() - 7, 0), ys.max() + 8
