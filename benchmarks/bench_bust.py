@@ -195,22 +195,28 @@ COLUMNS = (("create s", 8, 2, lambda r: r.create_s), ("fps", 5, 1, lambda r: r.f
 
 
 def identity_columns(results: list[Result]) -> tuple:
-    """One column per yaw when identity was measured (nan there: the detector missed the render)."""
+    """One column per yaw when identity was measured (None: not measured, nan: a miss)."""
     if not any(r.identity for r in results):
         return ()
-    return tuple((f"id {yaw:+d}", 7, 2, lambda r, yaw=yaw: r.identity.get(yaw, float("nan")))
-                 for yaw in YAWS)
+    return tuple((f"id {yaw:+d}", 7, 2, lambda r, yaw=yaw: r.identity.get(yaw)) for yaw in YAWS)
+
+
+def figure(value: float | None, width: int, decimals: int) -> str:
+    word = "-" if value is None else "miss" if np.isnan(value) else None
+    return f"{word:>{width}s}" if word else f"{value:{width}.{decimals}f}"
 
 
 def print_table(results: list[Result]) -> None:
     """Per portrait and the mean (identity: over the views the detector found a face in)."""
     columns = COLUMNS + identity_columns(results)
-    text = lambda v, width, decimals: f"{'miss':>{width}s}" if np.isnan(v) else f"{v:{width}.{decimals}f}"  # noqa: E731
     print("\n" + f"{'portrait':26s}" + "".join(f"{h:>{w}s}" for h, w, _, _ in columns))
     for r in results:
-        print(f"{r.name:26s}" + "".join(text(value(r), w, d) for _, w, d, value in columns))
-    means = [np.nanmean([value(r) for r in results]) for _, _, _, value in columns]
-    print(f"{'mean':26s}" + "".join(f"{m:{w}.{d}f}" for m, (_, w, d, _) in zip(means, columns)))
+        print(f"{r.name:26s}" + "".join(figure(value(r), w, d) for _, w, d, value in columns))
+    means = []
+    for _, _, _, value in columns:
+        found = [v for v in map(value, results) if v is not None and not np.isnan(v)]
+        means.append(float(np.mean(found)) if found else None)
+    print(f"{'mean':26s}" + "".join(figure(m, w, d) for m, (_, w, d, _) in zip(means, columns)))
 
     views = [d for r in results for d in r.identity.values()]
     misses = sum(np.isnan(d) for d in views)
