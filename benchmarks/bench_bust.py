@@ -1,6 +1,6 @@
 """The avatar against its own photo, on real portraits (issue 11's yardstick for the bust).
 
-Per portrait: create time; the render through the photo's own camera (`source_camera`,
+Per portrait: create time (the faster of two); the render through the photo's own camera (`source_camera`,
 with the expression the fit read on the photo) against the photo: silhouette IoU with the
 person matte (MediaPipe selfie segmentation > 0.5), over the whole image and over the
 rows above the chin (the head alone); PSNR and SSIM over the person region and over the
@@ -147,9 +147,12 @@ def view_label(distance: float | None) -> str:
 
 def measure(service: AvatarService, identity_model, name: str, photo: np.ndarray) -> tuple[Result, np.ndarray]:
     """One portrait's Result and its contact-sheet row."""
-    start = time.perf_counter()
-    avatar_id = service.create(encode_png(photo), name=name)["id"]
-    create_s = time.perf_counter() - start
+    png, create_times = encode_png(photo), []
+    for attempt in (f"{name}-timing", name):  # another name: another avatar, made anew
+        start = time.perf_counter()
+        avatar_id = service.create(png, name=attempt)["id"]
+        create_times.append(time.perf_counter() - start)
+    create_s = min(create_times)  # other jobs on the machine only ever add time
     avatar = service.avatar(avatar_id)
     as_photographed = MotionFrame(avatar.tensors["source_expression"])
 
