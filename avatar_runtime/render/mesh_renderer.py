@@ -595,8 +595,14 @@ class MeshRenderer:
         x = np.take(xy[:, 0] - x0, self._faces_t)   # [3, F] corners in window pixels
         y = np.take(xy[:, 1] - y0, self._faces_t)
         q = np.take(1.0 / depth, self._faces_t)
-        # Faces seen last time are scanned first, so most others are skipped as hidden.
-        vis = raster.rasterize(x, y, q, h, w, first=self._seen)
+        # Only triangles that reach the window are scanned (a bust mostly below a
+        # head-and-shoulders frame costs nothing); faces seen last time go first, so most
+        # others are skipped as hidden.
+        onscreen = np.flatnonzero((x.max(0) >= 0) & (x.min(0) <= w) & (y.max(0) >= 0) & (y.min(0) <= h))
+        first = None if self._seen is None else self._seen[onscreen]
+        vis = raster.rasterize(x[:, onscreen], y[:, onscreen], q[:, onscreen], h, w, first=first)
+        vis.face = np.append(onscreen, self.n_faces)[vis.face]
+        vis.bounds = np.stack([x.min(0), x.max(0), y.min(0), y.max(0)])
         self._seen = np.bincount(vis.face.ravel(), minlength=self.n_faces + 1)[:-1] > 0
         with np.errstate(divide="ignore"):
             px_depth = np.reciprocal(vis.inv_depth)            # +inf where nothing is hit
