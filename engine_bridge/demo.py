@@ -17,7 +17,7 @@ from tqdm import tqdm
 from avatar_runtime.faces.image import encode_png
 from avatar_runtime.motion.clips import builtin_clip
 from avatar_runtime.motion.frame import MotionFrame
-from avatar_runtime.render.camera import Camera
+from avatar_runtime.render.camera import BUST_RADIUS_M, BUST_TARGET, Camera
 
 BACKDROP = (40, 44, 52)
 
@@ -95,9 +95,10 @@ def _session(client, args: argparse.Namespace, image: bytes, out: Path) -> int:
         driven.append(frame.rgba)
     stage(f"drove {len(driven)} frames at {len(driven) / (time.perf_counter() - started):.1f} fps "
           f"(through ZeroMQ, PNG writing included)")
+    # The turntable frames the whole bust: hair volume and shoulders show as it turns.
     turntable = [client.render_frame(summary["id"], MotionFrame.neutral(), Camera.orbit(
-        yaw, 0, width=args.size, height=args.size))
-        for yaw in tqdm(np.linspace(-40, 40, 33), desc="turntable", unit="view")]
+        yaw, 0, BUST_RADIUS_M, BUST_TARGET, width=args.size, height=args.size))
+        for yaw in tqdm(np.linspace(-60, 60, 33), desc="turntable", unit="view")]
 
     stage("writing preview, turntable, contact sheet and mesh")
     fps = 1.0 / (clip[1].timecode - clip[0].timecode) if len(clip) > 1 else 30.0

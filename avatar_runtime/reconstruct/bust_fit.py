@@ -148,7 +148,8 @@ def bake_bust(bust: BustModel, bust_placed: np.ndarray, occluders: tuple[np.ndar
     to_camera = camera.position - points
     dist = np.linalg.norm(to_camera, axis=1)
     h, w = photo.shape[:2]
-    weight = np.clip(((normals * to_camera).sum(1) / dist - 0.1) / 0.3, 0, 1)
+    # Steeper than the head's falloff: clothes seen edge-on smear the collar over the shoulders.
+    weight = np.clip(((normals * to_camera).sum(1) / dist - 0.3) / 0.3, 0, 1)
     weight *= (pixels[:, 0] >= 0) & (pixels[:, 0] < w - 1) & (pixels[:, 1] >= 0) & (pixels[:, 1] < h - 1)
     candidates = np.flatnonzero(weight > 0)
     scene = o3d.t.geometry.RaycastingScene()

@@ -15,6 +15,8 @@ DEFAULT_FOV_DEG = 12.0
 # The papers' portrait camera (radius ~4.2 head units) framing a ~0.27 m tall view.
 DEFAULT_RADIUS_M = 1.3
 DEFAULT_TARGET = (0.0, -0.02, 0.0)
+# Head-and-shoulders framing (hair, neck and shoulders in view): farther, aimed lower.
+BUST_RADIUS_M, BUST_TARGET = 2.3, (0.0, -0.12, 0.0)
 
 
 @dataclass(frozen=True)
