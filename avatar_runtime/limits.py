@@ -13,6 +13,7 @@ class Limits:
     max_image_side: int = 8192
     max_avatars: int | None = 1000
     max_render_side: int = 4096
+    max_video_bytes: int = 200 * 1024 * 1024
 
     @property
     def image(self) -> ImageLimits:

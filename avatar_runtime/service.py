@@ -10,7 +10,7 @@ import os
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -99,29 +99,62 @@ class AvatarService:
 
     # -- avatars ---------------------------------------------------------------------
     def create(self, image: bytes, name: str = "", reconstructor: str = "fit",
-               progress: Progress = lambda stage, fraction: None) -> dict:
+               progress: Progress = lambda stage, fraction: None,
+               more_images: Sequence[bytes] = (), video: bytes = b"") -> dict:
         """Image bytes -> stored avatar summary. Same photo, reconstructor and name -> the same
-        avatar (nothing recomputed); another name -> another avatar (see `avatar_id_for`)."""
+        avatar (nothing recomputed); another name -> another avatar (see `avatar_id_for`).
+
+        more_images / video: more views of the same person (few-shot): the usable views are
+        fitted jointly (`reconstruct/views.py` picks them; meta "views" / "skipped" says
+        which). `image` may be empty when a video is given.
+        """
         if reconstructor not in RECONSTRUCTORS:
             raise InvalidArgument(f"unknown reconstructor {reconstructor!r}; available: "
                                   f"{', '.join(RECONSTRUCTORS)}")
+        if not image and not video:
+            raise InvalidArgument("send a photo (image) or a video; both are empty")
         progress("decode", 0.0)
-        rgb = decode_image(image, self.limits.image)
-        avatar_id = avatar_id_for(image, reconstructor, name)
+        avatar_id = avatar_id_for(b"\0".join([bytes(image), *map(bytes, more_images), bytes(video)])
+                                  if (more_images or video) else image, reconstructor, name)
         if avatar_id in self.store:
             progress("done", 1.0)
             return self.store.get(avatar_id).summary()
+        rgb, views = self._views(image, more_images, video, progress)
         # A learned avatar keeps the fitted head (mesh export, sampling band) plus the face
         # crop its encoders read; its weights are checked before any work is done.
         crop = self._portrait4d_model().config.encoder.image_size if reconstructor == "portrait4d" else None
         avatar = self.reconstructor.create(rgb, avatar_id, name or f"avatar-{avatar_id[:6]}", progress,
-                                           crop_size=crop)
+                                           crop_size=crop, more_views=views.views[1:] if views else ())
+        if views:
+            avatar.meta.update(views.report())
         avatar.reconstructor = reconstructor
         avatar.tensors[NEUTRAL_FEATURES] = self._source_neutral(rgb, avatar)
         self.store.put(avatar)
         if self._calibrate_after_create:
             self.calibration.start(avatar_id)
         return avatar.summary()
+
+    def _views(self, image: bytes, more_images: Sequence[bytes], video: bytes, progress: Progress):
+        """(main RGB, the ViewSet) of a few-shot create; (RGB, None) for one photo."""
+        if not more_images and not video:
+            return decode_image(image, self.limits.image), None
+        from .reconstruct.fit_reconstructor import WORK_SIDE
+        from .faces.image import fit_within
+        from .reconstruct.views import choose_views, video_frames
+
+        candidates = []
+        if image:
+            candidates.append(("image", fit_within(decode_image(image, self.limits.image), WORK_SIDE)))
+        for k, data in enumerate(more_images, start=2):
+            candidates.append((f"image {k}", fit_within(decode_image(data, self.limits.image), WORK_SIDE)))
+        if video:
+            progress("video frames", 0.02)
+            candidates += [(f"video frame {i}", rgb) for i, rgb in
+                           video_frames(video, self.limits.max_video_bytes, WORK_SIDE)]
+        progress("choosing views", 0.05)
+        views = choose_views(candidates, self.analyzer, "image" if image else None)
+        log.info("few-shot create: %d views kept, %d skipped", len(views.views), len(views.skipped))
+        return views.views[0].rgb, views
 
     def get(self, avatar_id: str) -> dict:
         return self.store.get(avatar_id).summary()

@@ -8,10 +8,10 @@ import sys
 
 from avatar_runtime.faces.native_logs import show_native_logs
 
-from . import demo, export_cmd, serve
+from . import create_cmd, demo, export_cmd, serve
 
 # Each module exposes add_parser(subparsers) -> sets `func` on its parser.
-COMMANDS = [demo, export_cmd, serve]
+COMMANDS = [demo, create_cmd, export_cmd, serve]
 VERBOSE_HELP = "debug logging, and MediaPipe/TFLite's own start-up log lines"
 
 

@@ -16,7 +16,7 @@ import collections
 import hashlib
 import threading
 from abc import ABC, abstractmethod
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -161,11 +161,17 @@ class AvatarClient(ABC):
     # -- avatars --------------------------------------------------------------------------
     def create_avatar(self, image_bytes: bytes, name: str = "", reconstructor: str = "fit",
                       progress: Callable[[str, float], None] | None = None,
-                      timeout: float | None = DEFAULT_TIMEOUT_S) -> dict:
-        """Photo bytes -> avatar summary {id, name, reconstructor, created_at, meta}."""
+                      timeout: float | None = DEFAULT_TIMEOUT_S, more_images: Sequence[bytes] = (),
+                      video: bytes = b"") -> dict:
+        """Photo bytes -> avatar summary {id, name, reconstructor, created_at, meta}.
+
+        more_images / video: more views of the same person (few-shot); the summary's
+        meta["views"] / meta["skipped"] say which were used. image_bytes may be b"" with a video.
+        """
         from .convert import avatar_from_proto
 
-        request = pb.CreateAvatarRequest(image=bytes(image_bytes), name=name, reconstructor=reconstructor)
+        request = pb.CreateAvatarRequest(image=bytes(image_bytes), name=name, reconstructor=reconstructor,
+                                         more_images=[bytes(b) for b in more_images], video=bytes(video))
         avatar = None
         for event in self._stream("CreateAvatar", request, pb.CreateAvatarEvent, timeout):
             if event.HasField("avatar"):  # the last event: read on to the stream's clean end

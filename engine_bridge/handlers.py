@@ -47,6 +47,9 @@ def internal_error(exc: BaseException, request_id: str | None = None) -> AvatarE
     return AvatarError(f"internal error (request id {request_id}); see the server log")
 
 
+class CreateAbandoned(Exception):
+    """Ends a CreateAvatar whose caller has gone (raised inside the work, never sent)."""
+
 class SessionGate:
     """Counts open drive sessions (or other `what`) across transports; refuses past `limit`
     overall or `per_client` for one client (a gRPC connection, a ZeroMQ socket)."""
@@ -228,29 +231,37 @@ class RuntimeHandlers:
 
     # -- avatars -----------------------------------------------------------------------
     def create_avatar(self, req: pb.CreateAvatarRequest) -> Iterator[pb.CreateAvatarEvent]:
-        """Runs `service.create` on a worker thread; yields its progress, then the avatar."""
+        """Runs `service.create` on a worker thread; yields its progress, then the avatar.
+        A caller that goes away (cancels) stops the work at its next stage: nothing is stored."""
         events: queue.Queue = queue.Queue()
+        abandoned = threading.Event()
 
         def progress(stage: str, fraction: float) -> None:
+            if abandoned.is_set():
+                raise CreateAbandoned(f"the caller left CreateAvatar before stage {stage!r}")
             events.put(pb.CreateAvatarEvent(progress=pb.Progress(stage=stage, fraction=fraction)))
 
         def work() -> None:
             try:
                 started = time.perf_counter()
-                summary = self.service.create(req.image, req.name, req.reconstructor or "fit", progress)
+                summary = self.service.create(req.image, req.name, req.reconstructor or "fit", progress,
+                                              more_images=list(req.more_images), video=req.video)
                 self.metrics.create_seconds.observe(time.perf_counter() - started)
                 events.put(pb.CreateAvatarEvent(avatar=avatar_to_proto(summary)))
             except BaseException as exc:  # handed to the caller's thread below
                 events.put(exc)
 
         threading.Thread(target=work, name="create-avatar", daemon=True).start()
-        while True:
-            event = events.get()
-            if isinstance(event, BaseException):
-                raise event
-            yield event
-            if event.HasField("avatar"):
-                return
+        try:
+            while True:
+                event = events.get()
+                if isinstance(event, BaseException):
+                    raise event
+                yield event
+                if event.HasField("avatar"):
+                    return
+        finally:
+            abandoned.set()
 
     def get_avatar(self, req: pb.GetAvatarRequest) -> pb.Avatar:
         return avatar_to_proto(self.service.get(req.avatar_id))

@@ -130,6 +130,51 @@ class LandmarkFitter:
             identity=ident.astype(np.float32), expression=expr.astype(np.float32),
             error_px=error.astype(np.float32))
 
+    def fit_views(self, landmarks: list[np.ndarray], cameras: list[Camera],
+                  rounds: int = 2) -> tuple[np.ndarray, list[FitResult]]:
+        """One identity for several views of one face, each view with its own pose and
+        expression: (identity [K], a FitResult per view, in order).
+
+        Starts from the first view's own fit, then alternates: each view fitted with the
+        identity fixed (warm-started from its last fit), and the identity re-solved from
+        every view's landmarks at once with poses and expressions fixed (one bounded
+        linear least squares: N views give N times the evidence against the same prior).
+        """
+        identity = self.fit(landmarks[0], cameras[0]).identity.astype(np.float64)
+        fits = [self.fit(uv, camera, identity=identity) for uv, camera in zip(landmarks, cameras)]
+        for _ in range(rounds):
+            identity = self._solve_identity(landmarks, cameras, fits)
+            fits = [self.fit(uv, camera, identity=identity, initial=fit)
+                    for uv, camera, fit in zip(landmarks, cameras, fits)]
+        return identity.astype(np.float32), fits
+
+    def _solve_identity(self, landmarks, cameras, fits: list[FitResult]) -> np.ndarray:
+        """[K] the identity that best explains every view's landmarks given its fit's pose
+        and expression (Huber weights from each fit's residuals)."""
+        rows, rhs = [], []
+        for landmarks_px, camera, fit in zip(landmarks, cameras, fits):
+            uv = np.asarray(landmarks_px, np.float64)[:, :2]
+            scale = 100.0 / max(np.ptp(uv[:468], axis=0).max(), 1.0)
+            robust = np.minimum(1.0, self.settings.huber_percent / np.maximum(fit.error_px * scale, 1e-9))
+            rot = GL_FROM_CV @ fit.rotation.astype(np.float64)
+            t = GL_FROM_CV @ fit.translation.astype(np.float64)
+            slope, offset = self.response.linearise(fit.expression.astype(np.float64))
+            fixed = self.base + offset + np.tensordot(fit.expression.astype(np.float64), slope, 1)
+            current = (fixed + np.tensordot(fit.identity.astype(np.float64), self.id_basis, 1)) @ rot.T
+            w = np.sqrt(self.weights * robust) * scale / (current[:, 2] + t[2])
+            k = camera.intrinsics
+            for axis in (0, 1):
+                g = np.zeros((len(uv), 3))
+                g[:, axis] = k[axis, axis]
+                g[:, 2] = -(uv[:, axis] - k[axis, 2])
+                a = g @ rot
+                rows.append(np.einsum("lc,klc->lk", a, self.id_basis) * w[:, None])
+                rhs.append(-(np.einsum("lc,lc->l", a, fixed) + g @ t) * w)
+        prior = np.full(self.head.num_identity, np.sqrt(self.settings.identity_prior) * 100)
+        design = np.concatenate(rows + [np.diag(prior)])
+        target = np.concatenate(rhs + [np.zeros(len(prior))])
+        return lsq_linear(design, target, bounds=(self.id_bounds[0], self.id_bounds[1]), method="bvls").x
+
     # -- steps -------------------------------------------------------------------------
     def _points(self, base, ident, response: ExpressionResponse, expr) -> np.ndarray:
         """[L, 3] landmark points (head frame) for identity `ident` and ARKit weights `expr`."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -26,7 +26,8 @@ from .bust_fit import bake_bust, fit_hair, fit_shoulders
 from .fit import LandmarkFitter, photo_camera
 from .face_parts import iris_colour
 from .portrait4d_source import face_crop
-from .texture import bake_texture, current_texture, texel_map
+from .texture import bake_texture, bake_views, current_texture, texel_map
+from .views import View
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, float], None]
@@ -48,11 +49,14 @@ class FitReconstructor:
 
     def create(self, rgb: np.ndarray, avatar_id: str, name: str = "",
                progress: Progress = lambda stage, fraction: None,
-               crop_size: int | None = None) -> Avatar:
+               crop_size: int | None = None, more_views: Sequence[View] = ()) -> Avatar:
         """RGB uint8 [H, W, 3] -> Avatar (raises NoFaceFound).
 
         crop_size: also keep the face crop a learned reconstructor's encoders read, as
         tensor `source_image` [crop_size, crop_size, 3].
+        more_views: other views of the same face (few-shot, `views.choose_views`): one
+        identity is fitted to all of them and the texture fused from all; hair and bust
+        come from `rgb`, the main view.
         """
         rgb = fit_within(rgb, WORK_SIDE)
         h, w = rgb.shape[:2]
@@ -69,7 +73,12 @@ class FitReconstructor:
         matte = person * content_mask(rgb, bands) * (1 - hands_mask(rgb.shape[:2], hands))
         progress("fit", 0.3)
         camera = photo_camera(w, h, PHOTO_FOV_DEG)
-        fit = self.fitter.fit(face.landmarks, camera)
+        if more_views:
+            cameras = [camera] + [photo_camera(v.rgb.shape[1], v.rgb.shape[0], PHOTO_FOV_DEG) for v in more_views]
+            _, fits = self.fitter.fit_views([face.landmarks] + [v.face.landmarks for v in more_views], cameras)
+            fit = fits[0]
+        else:
+            fit = self.fitter.fit(face.landmarks, camera)
         progress("hair and shoulders", 0.5)
         rotation, translation = fit.rotation.astype(np.float32), fit.translation.astype(np.float32)
         shaped = self.head.shape(fit.identity, fit.expression)
@@ -81,8 +90,13 @@ class FitReconstructor:
         lifted = shaped + hair_offset[:, None] * rest / np.linalg.norm(rest, axis=1, keepdims=True)
         head_placed = lifted @ rotation.T + translation
         progress("texture", 0.6)
-        texture = bake_texture(self.head, head_placed, rgb, camera, matte, TEXTURE_SIZE,
-                               iris=iris_colour(rgb, face.landmarks))
+        if more_views:
+            views = [(head_placed, rgb, camera, matte)] + [
+                self._placed_view(v, f, c, hair_offset, rest) for v, f, c in zip(more_views, fits[1:], cameras[1:])]
+            texture = bake_views(self.head, views, TEXTURE_SIZE, iris=iris_colour(rgb, face.landmarks))
+        else:
+            texture = bake_texture(self.head, head_placed, rgb, camera, matte, TEXTURE_SIZE,
+                                   iris=iris_colour(rgb, face.landmarks))
         bust_tensors = self._fit_bust(shaped, fit, camera, rgb, person * content_mask(rgb, bands),
                                       head_placed)
         progress("calibrate", 0.85)
@@ -113,6 +127,15 @@ class FitReconstructor:
                 "landmark_error_px_median": float(np.median(fit.error_px)),
                 "head_vertices": self.head.num_vertices,
             })
+
+    def _placed_view(self, view: View, fit, camera: Camera, hair_offset: np.ndarray, rest: np.ndarray):
+        """(vertices, photo, camera, matte) of one more view, for the texture's fusion."""
+        shaped = self.head.shape(fit.identity, fit.expression)
+        lifted = shaped + hair_offset[:, None] * rest / np.linalg.norm(rest, axis=1, keepdims=True)
+        placed = lifted @ fit.rotation.T.astype(np.float32) + fit.translation.astype(np.float32)
+        matte = (self.analyzer.matte(view.rgb) * content_mask(view.rgb, find_bands(view.rgb))
+                 * (1 - hands_mask(view.rgb.shape[:2], self.analyzer.hands(view.rgb))))
+        return placed, view.rgb, camera, matte
 
     def _fit_bust(self, shaped: np.ndarray, fit, camera: Camera, rgb: np.ndarray,
                   matte: np.ndarray, head_placed: np.ndarray) -> dict:

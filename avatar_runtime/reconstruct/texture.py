@@ -112,6 +112,38 @@ def bake_texture(head: HeadModel, vertices: np.ndarray, photo: np.ndarray, camer
 
     iris [3]: the RGB the painted irises take (see `face_parts.iris_colour`).
     """
+    colours, weight = view_colours(head, vertices, photo, camera, matte, size)
+    return finish_texture(head, size, colours, weight, iris)
+
+
+def bake_views(head: HeadModel, views: list[tuple[np.ndarray, np.ndarray, Camera, np.ndarray | None]],
+               size: int = 1024, iris: np.ndarray | None = None) -> np.ndarray:
+    """One texture from several views [(vertices, photo, camera, matte)], the first the
+    main one: each texel takes the views that see it, weighted by visibility to the fourth
+    power (the most head-on view dominates, so misaligned views do not ghost), after each
+    view's colours are matched to the main view's on the texels both see well (per-channel
+    gain: shots differ in exposure and white balance)."""
+    seen = [view_colours(head, v, photo, camera, matte, size) for v, photo, camera, matte in views]
+    main_colours, main_weight = seen[0]
+    total_w = np.zeros(len(main_weight), np.float64)
+    total_c = np.zeros((len(main_weight), 3), np.float64)
+    for colours, weight in seen:
+        both = (weight > 0.6) & (main_weight > 0.6)
+        if both.sum() > 200:
+            gain = np.median(main_colours[both], 0) / np.maximum(np.median(colours[both], 0), 1.0)
+            colours = colours * np.clip(gain, 0.7, 1.4)
+        w = weight.astype(np.float64) ** 4
+        total_w += w
+        total_c += colours * w[:, None]
+    colours = (total_c / np.maximum(total_w, 1e-12)[:, None]).astype(np.float32)
+    weight = np.max([w for _, w in seen], axis=0)
+    return finish_texture(head, size, colours, weight, iris)
+
+
+def view_colours(head: HeadModel, vertices: np.ndarray, photo: np.ndarray, camera: Camera,
+                 matte: np.ndarray | None, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(colours [N, 3], weight [N] in [0, 1]) per covered texel: what `photo` shows of the
+    head placed at `vertices`, and how well it sees each texel."""
     tm = texel_map(head, size)
     points = tm.surface @ vertices.astype(np.float64)
     # Smooth normals: flat ones make the grazing falloff step from triangle to triangle.
@@ -119,10 +151,18 @@ def bake_texture(head: HeadModel, vertices: np.ndarray, photo: np.ndarray, camer
     normals /= np.linalg.norm(normals, axis=1, keepdims=True) + 1e-12
     pixels, _ = camera.project(points)
     weight = _feather(tm, head, _visibility(head, vertices, points, normals, camera, pixels, matte))
-
     colours = np.zeros((len(points), 3), np.float32)
     seen = weight > 0
     colours[seen] = _sample(photo, pixels[seen])
+    return colours, weight
+
+
+def finish_texture(head: HeadModel, size: int, colours: np.ndarray, weight: np.ndarray,
+                   iris: np.ndarray | None = None) -> np.ndarray:
+    """The atlas from seen texel colours [N, 3] and weights [N]: eyes, teeth and tongue
+    painted, the mirror twin where a texel was seen poorly, the fill where not at all."""
+    tm = texel_map(head, size)
+    colours, weight = colours.copy(), weight.copy()
     # Eyeballs, teeth and tongue: painted whatever the photo shows there (a photo's iris
     # baked onto a turning eyeball would stare one way; its teeth are often hidden).
     parts, painted = _painted_parts(head, tm, DEFAULT_IRIS if iris is None else iris)
@@ -223,6 +263,8 @@ def _neighbour_mean(head: HeadModel):
 def _sample(image: np.ndarray, pixels: np.ndarray) -> np.ndarray:
     """Bilinear lookup of `image` [H, W, C] at pixel coords [N, 2] -> [N, C] float32."""
     n, width = len(pixels), 1024  # cv2.remap maps must stay under 32k rows
+    if n == 0:  # cv2.remap refuses empty maps
+        return np.zeros((0, image.shape[2] if image.ndim == 3 else 1), np.float32)
     xy = np.zeros((-(-n // width) * width, 2), np.float32)
     xy[:n] = pixels - 0.5  # pixel centres sit at +0.5
     grid = xy.reshape(-1, width, 2)

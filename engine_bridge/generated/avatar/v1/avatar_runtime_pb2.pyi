@@ -116,14 +116,18 @@ class Avatar(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., reconstructor: _Optional[str] = ..., created_at: _Optional[float] = ..., meta_json: _Optional[str] = ...) -> None: ...
 
 class CreateAvatarRequest(_message.Message):
-    __slots__ = ("image", "name", "reconstructor")
+    __slots__ = ("image", "name", "reconstructor", "more_images", "video")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     RECONSTRUCTOR_FIELD_NUMBER: _ClassVar[int]
+    MORE_IMAGES_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_FIELD_NUMBER: _ClassVar[int]
     image: bytes
     name: str
     reconstructor: str
-    def __init__(self, image: _Optional[bytes] = ..., name: _Optional[str] = ..., reconstructor: _Optional[str] = ...) -> None: ...
+    more_images: _containers.RepeatedScalarFieldContainer[bytes]
+    video: bytes
+    def __init__(self, image: _Optional[bytes] = ..., name: _Optional[str] = ..., reconstructor: _Optional[str] = ..., more_images: _Optional[_Iterable[bytes]] = ..., video: _Optional[bytes] = ...) -> None: ...
 
 class Progress(_message.Message):
     __slots__ = ("stage", "fraction")
