@@ -159,15 +159,20 @@ class AvatarService:
         return self.head.pose(shaped, quat_to_matrix(motion.head_rotation), motion.head_translation)
 
     def render(self, avatar_id: str, motion: MotionFrame | None = None,
-               camera: Camera | None = None) -> RenderOutput:
-        """One frame: RGBA (straight alpha), depth and normals."""
+               camera: Camera | None = None, depth: bool = True, normals: bool = True) -> RenderOutput:
+        """One frame: RGBA (straight alpha), depth and normals; a pass not asked for is None
+        (so a frame sent between processes carries only what the caller uses)."""
         motion = motion or MotionFrame.neutral()
         camera = camera or Camera.orbit()
         self.check_camera(camera)
         rig = self._rig(avatar_id)
         if not isinstance(rig.renderer, MeshRenderer):  # a learned avatar renders its own volume
-            return rig.renderer.render(motion, camera)
-        return rig.renderer.render(self._posed(rig.identity, motion), camera)
+            out = rig.renderer.render(motion, camera)
+        else:
+            out = rig.renderer.render(self._posed(rig.identity, motion), camera)
+        if depth and normals:
+            return out
+        return replace(out, depth=out.depth if depth else None, normals=out.normals if normals else None)
 
     def drive(self, avatar_id: str, frames: Iterable[MotionFrame], camera: Camera | None = None,
               smoothing: Smoothing = Smoothing()) -> Iterator[tuple[MotionFrame, RenderOutput]]:

@@ -5,7 +5,8 @@ front end over the deployment (as `serve --ray` runs it), one avatar per session
 another name: sessions drive different avatars, as users do; affinity routing keeps each
 avatar on one replica), and drives every session at once with one frame in flight (RAW
 RGBA at --size). Prints per (replicas, sessions): total frames/s, frame latency (sent ->
-received) p50 / p99, the replicas' render_ms p50, and the CPU this process (front end +
+received) p50 / p99, render_ms p50 (the front end's call to the replica, render included),
+and the CPU this process (front end +
 clients + Ray driver) spends per frame; then the scaling ratio 1 -> 2 replicas and an
 estimate of streams per GPU for the mesh and the volume paths from measured per-frame costs.
 
@@ -77,12 +78,15 @@ def drive_sessions(address: str, avatar_ids: list[str], camera: Camera, frames: 
 
     def session(avatar_id: str) -> None:
         sent: dict[int, float] = {}
+        previous = 0.0
         with connect(address) as client:
             start.wait()
             for out in client.drive(avatar_id, motions(frames, sent), camera, window=1, timeout=120):
                 now = time.perf_counter()
+                # A frame leaves once it was pulled and the one before came back (window 1).
+                left, previous = max(sent[out.sequence], previous), now
                 with lock:
-                    latencies.append((now - sent[out.sequence]) * 1e3)
+                    latencies.append((now - left) * 1e3)
                     render_ms.append(out.render_ms)
                     delivered[0] += 1
 
@@ -160,7 +164,7 @@ def main() -> int:
     print(f"\ncpus={os.cpu_count()} size={args.size}^2 RAW, {args.frames} frames per session, one frame in "
           f"flight per session, ZeroMQ front end in this process; in-process render p50 {baseline:.1f} ms")
     print(f"{'replicas':>8} {'sessions':>8} {'total fps':>9} {'lat p50':>8} {'lat p99':>8} "
-          f"{'render p50':>10} {'front CPU/frame':>15} {'retried':>7}")
+          f"{'call p50':>10} {'front CPU/frame':>15} {'retried':>7}")
     for replicas, by_sessions in results.items():
         for count, r in by_sessions.items():
             print(f"{replicas:>8} {count:>8} {r['fps']:>9.1f} {r['p50']:>6.1f}ms {r['p99']:>6.1f}ms "

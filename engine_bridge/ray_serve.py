@@ -200,8 +200,8 @@ class ServeAvatarService:
         self._call(avatar_id, "delete", avatar_id, retries=0)
 
     # -- motion + rendering ------------------------------------------------------------
-    def render(self, avatar_id: str, motion=None, camera=None):
-        return self._call(avatar_id, "render", avatar_id, motion, camera)
+    def render(self, avatar_id: str, motion=None, camera=None, depth: bool = True, normals: bool = True):
+        return self._call(avatar_id, "render", avatar_id, motion, camera, depth, normals)
 
     def solve_motion(self, image: bytes, avatar_id: str | None = None, sequence: int = 0,
                      timecode: float = 0.0):
