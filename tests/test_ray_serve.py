@@ -21,10 +21,13 @@ pytest.importorskip("ray.serve")
 
 import ray  # noqa: E402
 
+from avatar_runtime.faces.image import encode_png  # noqa: E402
+from avatar_runtime.limits import Limits  # noqa: E402
 from avatar_runtime.motion.frame import MotionFrame  # noqa: E402
 from avatar_runtime.render.camera import Camera  # noqa: E402
 from bridge_support import running_servers  # noqa: E402
 from engine_bridge.client import BridgeError, connect  # noqa: E402
+from engine_bridge.generated import pb  # noqa: E402
 from engine_bridge.ray_serve import RayDeployment, ServeSettings  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
@@ -32,10 +35,26 @@ REPO = Path(__file__).resolve().parent.parent
 CAMERA = Camera.orbit(width=128, height=128)
 REPLACED_WITHIN_S = 120.0  # a new replica imports torch/open3d/MediaPipe on a loaded 2-core box
 DRIVE_WITHIN_S = 90.0
+BLANK_PNG = encode_png(np.full((96, 96, 3), 200, np.uint8))
 
 
-def motions(n: int, pause_s: float = 0.0):
-    for i in range(n):
+def test_replicas_are_fixed_or_autoscaled_and_take_a_gpu_when_the_cluster_has_one():
+    fixed = ServeSettings("store", replicas=3).deployment_options(cluster_gpus=0)
+    assert fixed["num_replicas"] == 3 and "autoscaling_config" not in fixed
+    assert fixed["ray_actor_options"] == {"num_cpus": 0.5, "num_gpus": 0.0}
+    assert fixed["max_queued_requests"] > 0  # never an unbounded queue in front of the replicas
+    scaled = ServeSettings("store", replicas=2, max_replicas=6, limits=Limits()).deployment_options(cluster_gpus=4)
+    assert "num_replicas" not in scaled and scaled["ray_actor_options"]["num_gpus"] == 1.0
+    assert {k: scaled["autoscaling_config"][k] for k in ("min_replicas", "max_replicas")} == \
+        {"min_replicas": 2, "max_replicas": 6}
+    assert ServeSettings("store", replica_gpus=0.5).deployment_options(4)["ray_actor_options"]["num_gpus"] == 0.5
+    for bad in ({"replicas": 0}, {"replicas": 3, "max_replicas": 2}):
+        with pytest.raises(ValueError):
+            ServeSettings("store", **bad)
+
+
+def motions(n: int, pause_s: float = 0.0, offset: int = 0):
+    for i in range(offset, offset + n):
         if pause_s:
             time.sleep(pause_s)
         arkit = np.zeros(52, np.float32)
@@ -172,6 +191,12 @@ class TestDeployment:
                         bounded(call, 60)
                     assert info.value.code == code, (transport, info.value)
                 assert client.get_avatar(avatar_id)["id"] == avatar_id
+                # A frame the replica cannot use (no face in its image) is a FrameError; the
+                # session goes on.
+                frames = [pb.MotionFrame(image=BLANK_PNG, sequence=0), *motions(2, offset=1)]
+                stream = client.drive(avatar_id, frames, CAMERA, window=1)
+                assert bounded(lambda: [f.sequence for f in stream], 60) == [1, 2]
+                assert [(e.sequence, e.code) for e in stream.frame_errors] == [(0, "FAILED_PRECONDITION")]
 
     def test_delete_through_the_deployment_is_seen_by_every_replica(self, servers, astronaut_png):
         with servers.client("zmq") as client:
