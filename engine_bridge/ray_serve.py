@@ -121,6 +121,8 @@ class AvatarReplica:
         if method not in REMOTE_METHODS:
             raise InvalidArgument(f"{method!r} is not a runtime call")
         avatar_id = serve.get_multiplexed_model_id()
+        # Every call about an avatar loads it (a Drive header's get warms the renderer up
+        # before the first frame); a delete need not.
         if avatar_id and method != "delete":
             if check_id(avatar_id) not in self.service.store:  # deleted through another replica
                 self.service.forget(avatar_id)

@@ -214,6 +214,10 @@ def test_serve_ray_starts_a_local_cluster_and_stops_it(tmp_path, astronaut_png):
                               "--data-dir", str(tmp_path)], cwd=REPO, capture_output=True, text=True,
                              timeout=120)
     assert refused.returncode == 2 and "replicas must be at least 1" in refused.stderr
+    exposed = subprocess.run([sys.executable, "-m", "engine_bridge.cli", "serve", "--ray", "--grpc", "0.0.0.0:0",
+                              "--zmq", "none", "--data-dir", str(tmp_path)], cwd=REPO, capture_output=True,
+                             text=True, timeout=120)
+    assert exposed.returncode == 2 and "--token" in exposed.stderr  # the token rule holds with --ray
     proc = subprocess.Popen([sys.executable, "-m", "engine_bridge.cli", "serve", "--ray", "--replicas", "1",
                              "--grpc", "127.0.0.1:0", "--zmq", "tcp://127.0.0.1:0", "--data-dir", str(tmp_path)],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
