@@ -80,7 +80,9 @@ class AvatarService:
         self.limits = limits
         self.head: HeadModel = load_head_model()
         self.analyzer = analyzer or shared_analyzer()
-        self.store = store if store is not None else AvatarStore(Path(data_dir), max_avatars=limits.max_avatars)
+        if store is None:
+            store = AvatarStore(Path(data_dir), max_avatars=limits.max_avatars)
+        self.store = store
         self.reconstructor = FitReconstructor(self.analyzer, self.head)
         self.solver = MotionSolver(self.analyzer, self.head)
         self.calibration = ResponseCalibration(self.store, self._measure_response)

@@ -9,6 +9,8 @@ received) p50 / p99, render_ms p50 (the front end's call to the replica, render 
 and the CPU this process (front end +
 clients + Ray driver) spends per frame; then the scaling ratio 1 -> 2 replicas and an
 estimate of streams per GPU for the mesh and the volume paths from measured per-frame costs.
+With two replicas it also runs "spread" routing (no avatar id on the calls: Serve's
+power-of-two choice alone) beside the deployment's avatar-affinity routing.
 
     .venv/bin/python benchmarks/bench_ray_serve.py [--frames 40] [--sessions 1,2,4] [--size 512]
 
@@ -103,8 +105,22 @@ def drive_sessions(address: str, avatar_ids: list[str], camera: Camera, frames: 
             "cpu_ms": cpu * 1e3 / max(delivered[0], 1), "frames": delivered[0]}
 
 
+def spread(service):
+    """The same proxy with Serve's power-of-two choice alone: calls carry no avatar id, so
+    any replica takes any frame (each builds every avatar's renderer on first use)."""
+    from engine_bridge.ray_serve import ServeAvatarService
+
+    class Spread(ServeAvatarService):
+        def _call(self, avatar_id, method, *args, **kwargs):
+            return super()._call(None, method, *args, **kwargs)
+
+    return Spread(service.handle, service.limits)
+
+
 def bench_replicas(replicas: int, store: Path, png: bytes, sessions: list[int], camera: Camera,
-                   frames: int) -> dict[int, dict]:
+                   frames: int) -> dict[tuple[str, int], dict]:
+    """{(routing, sessions): figures}; routing "affinity" (the deployment's), and with more
+    than one replica also "spread" for comparison."""
     from engine_bridge import zmq_server
     from engine_bridge.client import connect
     from engine_bridge.handlers import RuntimeHandlers
@@ -112,21 +128,26 @@ def bench_replicas(replicas: int, store: Path, png: bytes, sessions: list[int], 
 
     settings = ServeSettings(store, replicas=replicas, replica_cpus=0.5, calibrate_after_create=False)
     deployment = RayDeployment(settings, num_cpus=2, log_to_driver=False)
-    server = None
+    results = {}
     try:
-        server, endpoint = zmq_server.create_server(RuntimeHandlers(deployment.service), "tcp://127.0.0.1:0")
-        server.start()
-        with connect(endpoint) as client:  # one avatar per session; stored once, reused
-            avatar_ids = [client.create_avatar(png, name=f"bench-{i}")["id"] for i in range(max(sessions))]
-        results = {}
-        for count in sessions:
-            drive_sessions(endpoint, avatar_ids[:count], camera, 5)  # each replica loads its avatars
-            results[count] = drive_sessions(endpoint, avatar_ids[:count], camera, frames)
-            results[count]["retried"] = deployment.service.calls_retried
+        variants = {"affinity": deployment.service}
+        if replicas > 1:
+            variants["spread"] = spread(deployment.service)
+        for routing, service in variants.items():
+            server, endpoint = zmq_server.create_server(RuntimeHandlers(service), "tcp://127.0.0.1:0")
+            server.start()
+            try:
+                with connect(endpoint) as client:  # one avatar per session; stored once, reused
+                    avatar_ids = [client.create_avatar(png, name=f"bench-{i}")["id"]
+                                  for i in range(max(sessions))]
+                for count in sessions:
+                    drive_sessions(endpoint, avatar_ids[:count], camera, 5)  # replicas load the avatars
+                    results[routing, count] = drive_sessions(endpoint, avatar_ids[:count], camera, frames)
+                    results[routing, count]["retried"] = service.calls_retried
+            finally:
+                server.stop(grace=2.0)
         return results
     finally:
-        if server is not None:
-            server.stop(grace=2.0)
         deployment.close()
 
 
@@ -138,7 +159,8 @@ def volume_estimate() -> str:
     frame_tflop = (f["animate"] + f["superres"] + f["render"] / 10) / 1e12  # fast sampler: >= 10x fewer
     fps = GPU_SUSTAINED_TFLOPS / frame_tflop
     return (f"volume path (portrait4d, paper preset): {frame_tflop:.2f} TFLOP per cached frame (counted: "
-            f"driving half + plane decoder {f['animate'] / 1e9:.0f} G, super-resolution {f['superres'] / 1e9:.0f} G, "
+            f"driving half + plane decoder {f['animate'] / 1e9:.0f} G, "
+            f"super-resolution {f['superres'] / 1e9:.0f} G, "
             f"volume decoder {f['render'] / 10 / 1e9:.1f} G at a tenth of EG3D's 96 samples/ray) -> "
             f"{fps:.0f} frames/s at {GPU_SUSTAINED_TFLOPS:.1f} TFLOP/s sustained = "
             f"{fps / STREAM_FPS:.1f} streams of {STREAM_FPS:.0f} fps per GPU")
@@ -163,17 +185,18 @@ def main() -> int:
 
     print(f"\ncpus={os.cpu_count()} size={args.size}^2 RAW, {args.frames} frames per session, one frame in "
           f"flight per session, ZeroMQ front end in this process; in-process render p50 {baseline:.1f} ms")
-    print(f"{'replicas':>8} {'sessions':>8} {'total fps':>9} {'lat p50':>8} {'lat p99':>8} "
+    print(f"{'replicas':>8} {'routing':>8} {'sessions':>8} {'total fps':>9} {'lat p50':>8} {'lat p99':>8} "
           f"{'call p50':>10} {'front CPU/frame':>15} {'retried':>7}")
-    for replicas, by_sessions in results.items():
-        for count, r in by_sessions.items():
-            print(f"{replicas:>8} {count:>8} {r['fps']:>9.1f} {r['p50']:>6.1f}ms {r['p99']:>6.1f}ms "
-                  f"{r['render']:>8.1f}ms {r['cpu_ms']:>13.1f}ms {r['retried']:>7}")
+    for replicas, by_run in results.items():
+        for (routing, count), r in by_run.items():
+            print(f"{replicas:>8} {routing:>8} {count:>8} {r['fps']:>9.1f} {r['p50']:>6.1f}ms "
+                  f"{r['p99']:>6.1f}ms {r['render']:>8.1f}ms {r['cpu_ms']:>13.1f}ms {r['retried']:>7}")
     if 1 in results and 2 in results:
-        ratios = ", ".join(f"{count} sessions {results[2][count]['fps'] / results[1][count]['fps']:.2f}x"
-                           for count in sessions)
-        print(f"scaling 1 -> 2 replicas (total fps): {ratios}")
-    best = max((r for by in results.values() for r in by.values()), key=lambda r: r["fps"])
+        one, two = results[1], results[2]
+        ratios = ", ".join(f"{n} sessions {two['affinity', n]['fps'] / one['affinity', n]['fps']:.2f}x"
+                           for n in sessions)
+        print(f"scaling 1 -> 2 replicas (total fps, affinity routing): {ratios}")
+    best = max((r for by_run in results.values() for r in by_run.values()), key=lambda r: r["fps"])
     core_ms = os.cpu_count() * 1e3 / best["fps"]  # every core busy at the best throughput
     mesh_fps = NODE_VCPUS_PER_GPU * 1e3 / core_ms
     print(f"\nstreams per GPU ({STREAM_FPS:.0f} fps each), estimated:")

@@ -79,7 +79,8 @@ class ServeSettings:
         if self.replicas < 1:
             raise ValueError(f"replicas must be at least 1, got {self.replicas}")
         if self.max_replicas is not None and self.max_replicas < self.replicas:
-            raise ValueError(f"max_replicas ({self.max_replicas}) must be at least replicas ({self.replicas})")
+            raise ValueError(f"max_replicas ({self.max_replicas}) must be at least "
+                             f"replicas ({self.replicas})")
 
     def deployment_options(self, cluster_gpus: float) -> dict:
         """Serve options of `AvatarReplica`: resources, queue bounds, fixed or autoscaled."""
@@ -179,7 +180,8 @@ class ServeAvatarService:
     def create(self, image: bytes, name: str = "", reconstructor: str = "fit",
                progress: Callable[[str, float], None] = lambda stage, fraction: None) -> dict:
         image = bytes(image)
-        routed = self.handle.options(stream=True, multiplexed_model_id=avatar_id_for(image, reconstructor, name))
+        future_id = avatar_id_for(image, reconstructor, name)  # route it where the avatar will live
+        routed = self.handle.options(stream=True, multiplexed_model_id=future_id)
 
         def attempt() -> dict:
             for kind, *rest in routed.create.remote(image, name, reconstructor):

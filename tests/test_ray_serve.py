@@ -43,11 +43,12 @@ def test_replicas_are_fixed_or_autoscaled_and_take_a_gpu_when_the_cluster_has_on
     assert fixed["num_replicas"] == 3 and "autoscaling_config" not in fixed
     assert fixed["ray_actor_options"] == {"num_cpus": 0.5, "num_gpus": 0.0}
     assert fixed["max_queued_requests"] > 0  # never an unbounded queue in front of the replicas
-    scaled = ServeSettings("store", replicas=2, max_replicas=6, limits=Limits()).deployment_options(cluster_gpus=4)
+    scaled = ServeSettings("store", replicas=2, max_replicas=6, limits=Limits()).deployment_options(4)
     assert "num_replicas" not in scaled and scaled["ray_actor_options"]["num_gpus"] == 1.0
     assert {k: scaled["autoscaling_config"][k] for k in ("min_replicas", "max_replicas")} == \
         {"min_replicas": 2, "max_replicas": 6}
-    assert ServeSettings("store", replica_gpus=0.5).deployment_options(4)["ray_actor_options"]["num_gpus"] == 0.5
+    half = ServeSettings("store", replica_gpus=0.5).deployment_options(cluster_gpus=4)
+    assert half["ray_actor_options"]["num_gpus"] == 0.5
     for bad in ({"replicas": 0}, {"replicas": 3, "max_replicas": 2}):
         with pytest.raises(ValueError):
             ServeSettings("store", **bad)
@@ -214,12 +215,13 @@ def test_serve_ray_starts_a_local_cluster_and_stops_it(tmp_path, astronaut_png):
                               "--data-dir", str(tmp_path)], cwd=REPO, capture_output=True, text=True,
                              timeout=120)
     assert refused.returncode == 2 and "replicas must be at least 1" in refused.stderr
-    exposed = subprocess.run([sys.executable, "-m", "engine_bridge.cli", "serve", "--ray", "--grpc", "0.0.0.0:0",
-                              "--zmq", "none", "--data-dir", str(tmp_path)], cwd=REPO, capture_output=True,
-                             text=True, timeout=120)
+    exposed = subprocess.run([sys.executable, "-m", "engine_bridge.cli", "serve", "--ray", "--grpc",
+                              "0.0.0.0:0", "--zmq", "none", "--data-dir", str(tmp_path)], cwd=REPO,
+                             capture_output=True, text=True, timeout=120)
     assert exposed.returncode == 2 and "--token" in exposed.stderr  # the token rule holds with --ray
     proc = subprocess.Popen([sys.executable, "-m", "engine_bridge.cli", "serve", "--ray", "--replicas", "1",
-                             "--grpc", "127.0.0.1:0", "--zmq", "tcp://127.0.0.1:0", "--data-dir", str(tmp_path)],
+                             "--grpc", "127.0.0.1:0", "--zmq", "tcp://127.0.0.1:0",
+                             "--data-dir", str(tmp_path)],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         line = bounded(proc.stdout.readline, 150).strip()
