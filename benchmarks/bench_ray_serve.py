@@ -203,7 +203,8 @@ def main() -> int:
     print(f"mesh path: rendered on the CPU (Embree), not the GPU: {core_ms:.0f} core-ms per delivered "
           f"{args.size}^2 frame here (all {os.cpu_count()} cores at the best total, {best['fps']:.1f} fps; "
           f"front end, Ray and render together) -> on a node with {NODE_VCPUS_PER_GPU} vCPUs per GPU "
-          f"{mesh_fps:.0f} frames/s = {mesh_fps / STREAM_FPS:.1f} streams per GPU-node share")
+          f"{mesh_fps:.0f} frames/s = {mesh_fps / STREAM_FPS:.1f} streams per GPU (its share of the "
+          f"node's cores; the GPU itself idle)")
     print(volume_estimate())
     print(f"assumptions: {NODE_VCPUS_PER_GPU} vCPUs per GPU, A10G-class GPU at {GPU_SUSTAINED_TFLOPS:.1f} "
           f"TFLOP/s sustained (30% of fp16 tensor peak), the network and transport excluded, trained "
