@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,7 @@ from typing import Any, Callable
 import ray
 from ray import serve
 from ray.exceptions import RayActorError, RayTaskError
-from ray.serve.exceptions import BackPressureError
+from ray.serve.exceptions import BackPressureError, RequestCancelledError
 
 from avatar_runtime.errors import AvatarError, AvatarNotFound, InvalidArgument, LimitExceeded, Unavailable
 from avatar_runtime.limits import Limits
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 APP_NAME = "avatar-runtime"
 AVATARS_PER_REPLICA = 8  # renderers a replica keeps (AvatarService's renderer_cache)
 CALL_TIMEOUT_S = 60.0
+CREATE_TIMEOUT_S = 300.0  # a portrait4d create on a loaded CPU takes tens of seconds
 RETRIES = 2  # a call whose replica died goes to another one this many times
 RETRY_PAUSE_S = 0.25
 # The methods of AvatarService a replica runs for the front end.
@@ -184,11 +186,20 @@ class ServeAvatarService:
         routed = self.handle.options(stream=True, multiplexed_model_id=future_id)
 
         def attempt() -> dict:
-            for kind, *rest in routed.create.remote(image, name, reconstructor):
-                if kind == "progress":
-                    progress(*rest)
-                else:
-                    return rest[0]
+            stream = routed.create.remote(image, name, reconstructor)
+            watchdog = threading.Timer(CREATE_TIMEOUT_S, stream.cancel)  # a stream has no timeout
+            watchdog.daemon = True
+            watchdog.start()
+            try:
+                for kind, *rest in stream:
+                    if kind == "progress":
+                        progress(*rest)
+                    else:
+                        return rest[0]
+            except RequestCancelledError as exc:
+                raise Unavailable(f"no replica finished the create within {CREATE_TIMEOUT_S:g} s") from exc
+            finally:
+                watchdog.cancel()
             raise Unavailable("the replica ended the create without an avatar")
 
         return self._retrying("create", attempt)

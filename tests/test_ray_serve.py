@@ -199,6 +199,15 @@ class TestDeployment:
                 assert bounded(lambda: [f.sequence for f in stream], 60) == [1, 2]
                 assert [(e.sequence, e.code) for e in stream.frame_errors] == [(0, "FAILED_PRECONDITION")]
 
+    def test_a_create_that_outlasts_its_timeout_is_unavailable(self, servers, astronaut_png, monkeypatch):
+        from engine_bridge import ray_serve
+
+        monkeypatch.setattr(ray_serve, "CREATE_TIMEOUT_S", 0.05)  # a create takes about a second
+        with servers.client("grpc") as client:
+            with pytest.raises(BridgeError) as info:
+                bounded(lambda: client.create_avatar(astronaut_png, name="slow"), 60)
+        assert info.value.code == "UNAVAILABLE" and "within 0.05 s" in info.value.message
+
     def test_delete_through_the_deployment_is_seen_by_every_replica(self, servers, astronaut_png):
         with servers.client("zmq") as client:
             doomed = client.create_avatar(astronaut_png, name="doomed")["id"]  # another name: another avatar
