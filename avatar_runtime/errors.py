@@ -51,6 +51,12 @@ class Unimplemented(AvatarError):
     code = "UNIMPLEMENTED"
 
 
+class Unavailable(AvatarError):
+    """The runtime cannot serve the call now (shutting down, a worker lost); retry later."""
+
+    code = "UNAVAILABLE"
+
+
 class Unauthenticated(AvatarError):
     code = "UNAUTHENTICATED"
 

@@ -72,13 +72,18 @@ class AvatarService:
 
     def __init__(self, data_dir: Path | str, limits: Limits = Limits(),
                  analyzer: FaceAnalyzer | None = None, renderer_cache: int = 8,
-                 portrait4d_weights: Path | str | None = None, calibrate_after_create: bool = True):
+                 portrait4d_weights: Path | str | None = None, calibrate_after_create: bool = True,
+                 store: AvatarStore | None = None):
         """calibrate_after_create: measure a new avatar's expression response (what the
-        motion solver reads it with, ~5 s) in the background right away, not on first solve."""
+        motion solver reads it with, ~5 s) in the background right away, not on first solve.
+        store: the avatar store to use instead of an `AvatarStore` on `data_dir` (e.g. a
+        `SharedAvatarStore` that other processes open too)."""
         self.limits = limits
         self.head: HeadModel = load_head_model()
         self.analyzer = analyzer or shared_analyzer()
-        self.store = AvatarStore(Path(data_dir), max_avatars=limits.max_avatars)
+        if store is None:
+            store = AvatarStore(Path(data_dir), max_avatars=limits.max_avatars)
+        self.store = store
         self.reconstructor = FitReconstructor(self.analyzer, self.head)
         self.solver = MotionSolver(self.analyzer, self.head)
         self.calibration = ResponseCalibration(self.store, self._measure_response)
@@ -167,8 +172,18 @@ class AvatarService:
 
     def delete(self, avatar_id: str) -> None:
         self.store.delete(avatar_id)
+        self.forget(avatar_id)
+
+    def forget(self, avatar_id: str) -> None:
+        """Drop what this process holds of an avatar (its renderer, its response): e.g. once
+        another process sharing the store deleted it."""
         self.calibration.forget(avatar_id)
         self._rigs.pop(avatar_id)
+
+    def prepare(self, avatar_id: str) -> None:
+        """Load what rendering the avatar needs (store read, renderer) now, so that its
+        first frame does not pay for it."""
+        self._rig(avatar_id)
 
     # -- motion + rendering ------------------------------------------------------------
     def vertices(self, avatar_id: str, motion: MotionFrame) -> np.ndarray:
@@ -180,15 +195,20 @@ class AvatarService:
         return self.head.pose(shaped, quat_to_matrix(motion.head_rotation), motion.head_translation)
 
     def render(self, avatar_id: str, motion: MotionFrame | None = None,
-               camera: Camera | None = None) -> RenderOutput:
-        """One frame: RGBA (straight alpha), depth and normals."""
+               camera: Camera | None = None, depth: bool = True, normals: bool = True) -> RenderOutput:
+        """One frame: RGBA (straight alpha), depth and normals; a pass not asked for is None
+        (so a frame sent between processes carries only what the caller uses)."""
         motion = motion or MotionFrame.neutral()
         camera = camera or Camera.orbit()
         self.check_camera(camera)
         rig = self._rig(avatar_id)
         if not isinstance(rig.renderer, MeshRenderer):  # a learned avatar renders its own volume
-            return rig.renderer.render(motion, camera)
-        return rig.renderer.render(rig.mesh.vertices(motion), camera)
+            out = rig.renderer.render(motion, camera)
+        else:
+            out = rig.renderer.render(rig.mesh.vertices(motion), camera)
+        if depth and normals:
+            return out
+        return replace(out, depth=out.depth if depth else None, normals=out.normals if normals else None)
 
     def drive(self, avatar_id: str, frames: Iterable[MotionFrame], camera: Camera | None = None,
               smoothing: Smoothing = Smoothing()) -> Iterator[tuple[MotionFrame, RenderOutput]]:
@@ -345,23 +365,28 @@ class AvatarService:
 
     def check_camera(self, camera: Camera) -> None:
         """InvalidArgument / LimitExceeded unless `camera` can be rendered (before any work)."""
-        side = self.limits.max_render_side
-        if not (1 <= camera.width <= side and 1 <= camera.height <= side):
-            raise LimitExceeded(f"render size {camera.width}x{camera.height} is outside 1..{side} "
-                                f"px per side (limit max_render_side)")
-        if not math.isfinite(camera.fov_y_deg) or not 1.0 <= camera.fov_y_deg <= 120.0:
-            raise InvalidArgument(f"camera fov_y_deg must be in 1..120 deg, got {camera.fov_y_deg:g}")
-        c2w = np.asarray(camera.c2w, np.float64)
-        if c2w.shape != (4, 4) or not np.isfinite(c2w).all():
-            raise InvalidArgument("camera c2w must be 16 finite numbers (4x4 row-major)")
-        rotation = c2w[:3, :3]
-        rigid = (np.allclose(c2w[3], (0, 0, 0, 1), atol=1e-6)
-                 and np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-3)
-                 and np.linalg.det(rotation) > 0)
-        if not rigid:
-            raise InvalidArgument("camera c2w must be a rigid camera-to-world transform: its upper-left "
-                                  "3x3 a rotation (orthonormal, det +1, within 1e-3) and its bottom "
-                                  "row 0 0 0 1")
+        check_camera(camera, self.limits)
+
+
+def check_camera(camera: Camera, limits: Limits) -> None:
+    """InvalidArgument / LimitExceeded unless `camera` can be rendered within `limits`."""
+    side = limits.max_render_side
+    if not (1 <= camera.width <= side and 1 <= camera.height <= side):
+        raise LimitExceeded(f"render size {camera.width}x{camera.height} is outside 1..{side} "
+                            f"px per side (limit max_render_side)")
+    if not math.isfinite(camera.fov_y_deg) or not 1.0 <= camera.fov_y_deg <= 120.0:
+        raise InvalidArgument(f"camera fov_y_deg must be in 1..120 deg, got {camera.fov_y_deg:g}")
+    c2w = np.asarray(camera.c2w, np.float64)
+    if c2w.shape != (4, 4) or not np.isfinite(c2w).all():
+        raise InvalidArgument("camera c2w must be 16 finite numbers (4x4 row-major)")
+    rotation = c2w[:3, :3]
+    rigid = (np.allclose(c2w[3], (0, 0, 0, 1), atol=1e-6)
+             and np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-3)
+             and np.linalg.det(rotation) > 0)
+    if not rigid:
+        raise InvalidArgument("camera c2w must be a rigid camera-to-world transform: its upper-left "
+                              "3x3 a rotation (orthonormal, det +1, within 1e-3) and its bottom "
+                              "row 0 0 0 1")
 
 
 def _neutral_of(tensors: dict) -> Neutral | None:

@@ -136,7 +136,10 @@ def bench_portrait4d(frames: int) -> None:
         print(f"{name:>7} {n:8.2f}M {full_ms:12.1f} {cached_ms:10.1f} {full_ms / cached_ms:8.1f}x")
 
 
-def paper_flops() -> None:
+def paper_frame_flops() -> dict[str, float]:
+    """FLOPs (multiply-add = 2) of the paper preset, counted on the meta device: `source`
+    (once per avatar), and per frame `animate` (driving half + plane decoder), `render`
+    (volume decoder at 128^2 x 96 samples, EG3D's count) and `superres` (to 512^2)."""
     config = preset("paper")
     with torch.device("meta"):
         model = Portrait4D(config)
@@ -155,9 +158,14 @@ def paper_flops() -> None:
     dec = config.planes.decoder
     per_sample = 2 * (dec.in_channels * dec.hidden + dec.hidden * (1 + dec.out_features))
     per_sample += 3 * dec.in_channels * 4 * 2  # three bilinear lookups
-    render_ref = 96 * 128 * 128 * per_sample
-    n = sum(p.numel() for p in model.parameters())
-    print(f"\npaper preset: {n / 1e6:.1f}M parameters; FLOPs (multiply-add = 2): source encoding "
+    return {"source": source, "animate": animate, "render": 96 * 128 * 128 * per_sample,
+            "superres": superres, "parameters": sum(p.numel() for p in model.parameters())}
+
+
+def paper_flops() -> None:
+    f = paper_frame_flops()
+    source, animate, render_ref, superres = f["source"], f["animate"], f["render"], f["superres"]
+    print(f"\npaper preset: {f['parameters'] / 1e6:.1f}M parameters; FLOPs (multiply-add = 2): source encoding "
           f"{source / 1e9:.0f} G (once), per frame: driving half + plane decoder "
           f"{animate / 1e9:.0f} G, volume decoder at 128^2 x 96 samples {render_ref / 1e9:.1f} G, "
           f"super-resolution to 512^2 {superres / 1e9:.0f} G; "

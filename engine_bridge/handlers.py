@@ -281,7 +281,7 @@ class RuntimeHandlers:
             req.options if req.HasField("options") else None)
         t0 = time.perf_counter()
         motion = self._motion(item, req.avatar_id)
-        out = self.service.render(req.avatar_id, motion, camera)
+        out = self.service.render(req.avatar_id, motion, camera, depth=options.depth, normals=options.normals)
         frame = frame_to_proto(out, options, motion.sequence, motion.timecode,
                                (time.perf_counter() - t0) * 1e3)
         self._count_frame("render", frame)
@@ -364,7 +364,8 @@ class RuntimeHandlers:
                     yield pb.DriveResponse(error=pb.FrameError(
                         sequence=item.sequence, code=item.error.code, message=item.error.message))
                     continue
-                out = self.service.render(plan.avatar_id, frame, plan.camera)
+                out = self.service.render(plan.avatar_id, frame, plan.camera,
+                                          depth=plan.options.depth, normals=plan.options.normals)
                 render_ms = (time.perf_counter() - t0) * 1e3
                 inbox.commit()
                 rendered += 1

@@ -7,6 +7,9 @@ bound addresses (`grpc=127.0.0.1:40123 zmq=tcp://127.0.0.1:40124`, plus `curve=<
 with CURVE on); logs go to stderr.
 SIGTERM / SIGINT: readiness goes NOT_SERVING, new calls are refused, in-flight calls finish
 (up to --grace seconds), then the process exits 0.
+
+`--ray [--replicas N] [--ray-address ADDR]`: the same front ends, in front of AvatarService
+replicas on a Ray cluster (engine_bridge/ray_serve.py); the first line adds `ray=<GCS address>`.
 """
 
 from __future__ import annotations
@@ -59,6 +62,18 @@ def add_parser(subparsers) -> None:
     sec.add_argument("--tls-key", type=Path, help="PEM private key for --tls-cert")
     sec.add_argument("--curve-secret-key", metavar="KEY_OR_FILE",
                      help="Z85 CURVE secret key (or a file holding it): encrypt ZeroMQ")
+    scale = p.add_argument_group("scaling out (Ray Serve; needs the 'ray' extra)")
+    scale.add_argument("--ray", action="store_true",
+                       help="run the runtime as Ray Serve replicas behind these front ends")
+    scale.add_argument("--replicas", type=int, default=2, help="replicas (default: %(default)s)")
+    scale.add_argument("--max-replicas", type=int, default=None,
+                       help="autoscale between --replicas and this many on load (default: fixed)")
+    scale.add_argument("--replica-cpus", type=float, default=0.5,
+                       help="CPUs each replica reserves (default: %(default)s); each takes one GPU "
+                            "when the cluster has GPUs")
+    scale.add_argument("--ray-address", default=None, metavar="ADDR",
+                       help="an existing Ray cluster (auto, HOST:PORT or ray://HOST:10001); "
+                            "default: start a local one")
     livelink.add_arguments(p)
     p.set_defaults(func=run)
 
@@ -79,6 +94,25 @@ def _security(args: argparse.Namespace) -> Security:
                     curve_secret_key=curve.encode() if curve else None)
 
 
+def _stop_on_signals(stop: threading.Event) -> None:
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+
+
+def _ray_deployment(args: argparse.Namespace, runtime_limits, limits: BridgeLimits):
+    """The runtime as Ray Serve replicas (engine_bridge/ray_serve.py), started or joined."""
+    try:
+        from .ray_serve import RayDeployment, ServeSettings
+    except ImportError as exc:
+        raise ImportError(f"{exc}; install the 'ray' extra: pip install -e '.[ray]'") from exc
+    # Calls a drive session has in flight (one each) plus unary calls: room for all.
+    settings = ServeSettings(args.data_dir, replicas=args.replicas, max_replicas=args.max_replicas,
+                             replica_cpus=args.replica_cpus, limits=runtime_limits,
+                             portrait4d_weights=args.weights,
+                             max_queued_requests=4 * limits.max_drive_sessions)
+    return RayDeployment(settings, address=args.ray_address)
+
+
 def run(args: argparse.Namespace) -> int:
     """Start both servers, print their addresses, serve until SIGTERM/SIGINT."""
     try:
@@ -90,8 +124,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"avatar-runtime serve: {exc}", file=sys.stderr)
         return 2
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    _stop_on_signals(stop)
 
     from avatar_runtime.limits import Limits
     from avatar_runtime.service import AvatarService
@@ -102,13 +135,25 @@ def run(args: argparse.Namespace) -> int:
 
     limits = BridgeLimits(max_message_bytes=args.max_message_bytes,
                           max_drive_sessions=args.max_drive_sessions, max_fps=args.max_fps)
-    service = AvatarService(args.data_dir, Limits(max_avatars=args.max_avatars),
-                            portrait4d_weights=args.weights)
+    runtime_limits = Limits(max_avatars=args.max_avatars)
+    deployment = None
+    if args.ray:
+        try:
+            deployment = _ray_deployment(args, runtime_limits, limits)
+        except Exception as exc:  # noqa: BLE001 - no ray, bad settings, no cluster: say so, exit
+            print(f"avatar-runtime serve: cannot start the Ray deployment: {exc}", file=sys.stderr)
+            return 2
+        service = deployment.service
+        _stop_on_signals(stop)  # ray.init put its own (aborting) SIGTERM handler in place
+    else:
+        service = AvatarService(args.data_dir, runtime_limits, portrait4d_weights=args.weights)
     handlers = RuntimeHandlers(service, limits)
     readiness = Readiness()
     readiness.add("mediapipe warmed up")
     readiness.add("avatar store", service.store_ok)
     servers, bound = [], []
+    if deployment is not None:
+        servers.append(lambda grace: deployment.close())  # first in, so stopped last
     try:
         if _enabled(args.http):  # first: liveness answers while MediaPipe warms up
             http = OpsHttpServer(args.http, handlers, readiness, security).start()
@@ -133,6 +178,8 @@ def run(args: argparse.Namespace) -> int:
         livelink_stops, livelink_bound = livelink.start(handlers, args)
         servers.extend(livelink_stops)
         bound.extend(livelink_bound)
+        if deployment is not None:
+            bound.append(f"ray={deployment.address}")
     except Exception as exc:  # noqa: BLE001 - bind failures: say which and exit
         print(f"avatar-runtime serve: cannot listen: {exc}", file=sys.stderr)
         for stop_server in servers:

@@ -36,7 +36,7 @@ echo "[setup] installing Python packages (first run: a few minutes, ~4.5 GB)"
 .venv/bin/python -m pip install -q --upgrade pip
 # The CPU build of torch first: an unpinned resolve would pull a multi-GB CUDA build.
 .venv/bin/python -m pip install -q torch==2.13.0
-.venv/bin/python -m pip install -q -e ".[test,dev,bench]"
+.venv/bin/python -m pip install -q -e ".[test,dev,bench,ray]"
 if [ -f tools/gltf-validator/package.json ] && command -v npm >/dev/null; then
   echo "[setup] installing the glTF validator (npm)"
   (cd tools/gltf-validator && npm ci --silent --no-audit --no-fund)

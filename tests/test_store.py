@@ -666,3 +666,52 @@ def test_get_racing_a_put_neither_quarantines_nor_caches_stale(tmp_path, monkeyp
         assert reading.result().meta["version"] == (2 if when == "before" else 1)
     assert store.problems == []
     assert assert_intact(store, "a") == 2
+
+
+# --- one store directory, several processes (the replicas of a deployment) ---------------
+
+
+def test_shared_stores_on_one_directory_see_each_others_writes(tmp_path):
+    from avatar_runtime.store.shared_store import SharedAvatarStore
+
+    first, second = SharedAvatarStore(tmp_path), SharedAvatarStore(tmp_path)
+    first.put(make_avatar("aaaa", version=1))
+    assert "aaaa" in second and len(second) == 1 and second.ids() == ["aaaa"]
+    assert_same_avatar(second.get("aaaa"), make_avatar("aaaa", version=1))  # now cached in second
+    first.put(make_avatar("aaaa", version=2))  # an update: second's cached copy is stale
+    assert_same_avatar(second.get("aaaa"), make_avatar("aaaa", version=2))
+    second.delete("aaaa")
+    assert "aaaa" not in first and first.list() == []
+    with pytest.raises(AvatarNotFound):
+        first.get("aaaa")
+    assert not first.put(make_avatar("aaaa", version=3), replace_only=True)  # no resurrection
+    assert first.ids() == second.ids() == []
+
+
+def test_shared_store_counts_every_process_avatars_against_the_limit(tmp_path):
+    from avatar_runtime.store.shared_store import SharedAvatarStore
+
+    first, second = SharedAvatarStore(tmp_path, max_avatars=2), SharedAvatarStore(tmp_path, max_avatars=2)
+    first.put(make_avatar("aaaa"))
+    second.put(make_avatar("bbbb"))
+    with pytest.raises(LimitExceeded):
+        first.put(make_avatar("cccc"))
+
+
+def test_opening_a_shared_store_keeps_another_process_put_in_flight(tmp_path):
+    from avatar_runtime.store.shared_store import ABANDONED_AFTER_S, SharedAvatarStore
+
+    SharedAvatarStore(tmp_path)
+    avatars = tmp_path / "avatars"
+    in_flight = avatars / ".aaaa.0123456789ab.safetensors.tmp"
+    in_flight.write_bytes(b"being written")
+    tensors_first = avatars / "bbbb.safetensors"  # renamed into place, its manifest not yet
+    tensors_first.write_bytes(b"tensors")
+    crashed = avatars / ".cccc.0123456789ab.json.tmp"
+    crashed.write_bytes(b"{")
+    old = time.time() - ABANDONED_AFTER_S - 60
+    os.utime(crashed, (old, old))
+    SharedAvatarStore(tmp_path)
+    assert in_flight.exists() and tensors_first.exists() and not crashed.exists()
+    AvatarStore(tmp_path)  # the single-process store owns its directory: it clears them all
+    assert not in_flight.exists() and not tensors_first.exists()

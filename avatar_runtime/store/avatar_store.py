@@ -290,7 +290,7 @@ class AvatarStore:
             tmp_tensors = _write_temp(self._dir, entry.id, _TENSORS, blob)
             tmp_manifest = _write_temp(self._dir, entry.id, _MANIFEST, entry.to_json())
             with self._lock:
-                if replace_only and entry.id not in self._index:
+                if replace_only and not self._known(entry.id):
                     return False
                 self._check_room(entry.id)  # authoritative: a concurrent put may have filled it
                 self._commit(entry, tmp_tensors, tmp_manifest)
@@ -360,7 +360,7 @@ class AvatarStore:
         if not isinstance(avatar_id, str):  # e.g. an unhashable list: just "not here"
             return False
         with self._lock:
-            return avatar_id in self._index
+            return self._known(avatar_id)
 
     def __len__(self) -> int:
         with self._lock:
@@ -373,6 +373,10 @@ class AvatarStore:
 
     def _manifest_path(self, avatar_id: str) -> Path:
         return self._dir / f"{avatar_id}{_MANIFEST}"
+
+    def _known(self, avatar_id: str) -> bool:
+        """Whether `avatar_id` is stored. Lock held."""
+        return avatar_id in self._index
 
     def _entry(self, avatar_id: str) -> _Entry:
         """The index entry for `avatar_id`, or `AvatarNotFound`. Lock held."""
@@ -452,7 +456,7 @@ class AvatarStore:
         Runs before the store is shared, so it does not take the lock.
         """
         names = os.listdir(self._dir)
-        temps = [n for n in names if n.endswith(_TEMP)]
+        temps = [n for n in names if n.endswith(_TEMP) and self._abandoned(n)]
         self._roll_forward(n for n in temps if n.endswith(_MANIFEST + _TEMP))
         for name in temps:
             unlink_quietly(self._dir / name)
@@ -461,12 +465,17 @@ class AvatarStore:
             stem, suffix = os.path.splitext(name)
             if suffix == _MANIFEST and _ID_PATTERN.fullmatch(stem):
                 self._admit(stem)
-            elif suffix == _TENSORS and f"{stem}{_MANIFEST}" not in names:
+            elif suffix == _TENSORS and f"{stem}{_MANIFEST}" not in names and self._abandoned(name):
                 # Tensors without a manifest: a put that crashed before its commit
                 # point, or a delete that crashed after it. Either way, not an avatar.
                 logger.info("removing uncommitted tensors file %s", name)
                 unlink_quietly(self._dir / name)
         fsync_dir(self._dir)
+
+    def _abandoned(self, name: str) -> bool:
+        """Whether a temp or manifest-less tensors file in `avatars/` is a crashed write's
+        leftover (here: always, as this process is the store's only writer)."""
+        return True
 
     def _roll_forward(self, temp_manifests) -> None:
         """Finish puts that crashed between renaming the tensors and the manifest.
