@@ -119,8 +119,7 @@ class AvatarService:
         if not image and not video:
             raise InvalidArgument("send a photo (image) or a video; both are empty")
         progress("decode", 0.0)
-        avatar_id = avatar_id_for(b"\0".join([bytes(image), *map(bytes, more_images), bytes(video)])
-                                  if (more_images or video) else image, reconstructor, name)
+        avatar_id = avatar_id_for(image, reconstructor, name, more_images, video)
         if avatar_id in self.store:
             progress("done", 1.0)
             return self.store.get(avatar_id).summary()
@@ -397,9 +396,13 @@ def _neutral_of(tensors: dict) -> Neutral | None:
     return Neutral(np.asarray(tensors[NEUTRAL_FEATURES], np.float64), tensors.get(NEUTRAL_WEIGHTS))
 
 
-def avatar_id_for(image: bytes, reconstructor: str, name: str = "") -> str:
+def avatar_id_for(image: bytes, reconstructor: str, name: str = "", more_images: Sequence[bytes] = (),
+                  video: bytes = b"") -> str:
     """Content-hash id: photo + reconstructor, plus the name when one is given, so one photo
-    created under two names is two avatars (each keeps its name) instead of one renamed."""
+    created under two names is two avatars (each keeps its name) instead of one renamed;
+    more photos and a video are part of it too."""
+    if more_images or video:
+        image = b"\0".join([bytes(image), *map(bytes, more_images), bytes(video)])
     key = reconstructor.encode() + b"\0" + bytes(image)
     if name:
         key = name.encode() + b"\0" + key
