@@ -152,10 +152,12 @@ class LandmarkFitter:
         """[K] the identity that best explains every view's landmarks given its fit's pose
         and expression (Huber weights from each fit's residuals)."""
         rows, rhs = [], []
-        for landmarks_px, camera, fit in zip(landmarks, cameras, fits):
+        for view, (landmarks_px, camera, fit) in enumerate(zip(landmarks, cameras, fits)):
             uv = np.asarray(landmarks_px, np.float64)[:, :2]
             scale = 100.0 / max(np.ptp(uv[:468], axis=0).max(), 1.0)
             robust = np.minimum(1.0, self.settings.huber_percent / np.maximum(fit.error_px * scale, 1e-9))
+            if view:  # a turned face's contour is its silhouette, not fixed points of the skin
+                robust[list(FACE_OVAL)] = 0.0
             rot = GL_FROM_CV @ fit.rotation.astype(np.float64)
             t = GL_FROM_CV @ fit.translation.astype(np.float64)
             slope, offset = self.response.linearise(fit.expression.astype(np.float64))
