@@ -402,6 +402,36 @@ def test_the_avatar_browser_lists_runtime_avatars_and_imports_one(ops, rig, orac
 
 
 # -- drive from video ------------------------------------------------------------------------
+def test_create_from_two_photos_fits_both_and_imports_one_rig(ops, rig, oracle, portrait, tmp_path):
+    # The second photo: the same avatar rendered turned, so both show one person.
+    turned = oracle.render_frame(rig.avatar_id, MotionFrame.from_weights(
+        {}, head_rotation=euler_to_quat([math.radians(-25), 0.0, 0.0])), Camera.orbit(width=512, height=512))
+    alpha = turned[..., 3:].astype(np.float32) / 255
+    second = tmp_path / "turned.png"
+    cv2.imwrite(str(second), cv2.cvtColor(np.rint(turned[..., :3] * alpha + 128 * (1 - alpha)).astype(np.uint8),
+                                          cv2.COLOR_RGB2BGR))
+    main = tmp_path / portrait.name
+    shutil.copy(portrait, main)
+    before = set(bpy.data.objects)
+    assert bpy.ops.avatar_runtime.create_avatar(
+        filepath=str(main), directory=str(tmp_path),
+        files=[{"name": main.name}, {"name": second.name}]) == {"FINISHED"}
+    pump(ops, lambda: "create" not in ops.STATE.tasks, 90)
+    assert not ops.STATE.error, ops.STATE.error
+    new = [obj for obj in bpy.data.objects if obj not in before]
+    try:
+        assert sorted(obj.type for obj in new) == ["ARMATURE", "MESH", "MESH", "MESH"]
+        avatar_id = new[0][ops.AVATAR_ID_PROP]
+        assert avatar_id != rig.avatar_id
+        views = oracle.get_avatar(avatar_id)["meta"]["views"]
+        assert [v["source"] for v in views] == ["image", "image 2"]
+    finally:
+        for obj in new:
+            bpy.data.objects.remove(obj)
+        oracle.delete_avatar(avatar_id)
+    assert ops.find_rig(bpy.context).avatar_id == rig.avatar_id
+
+
 def test_drive_applies_the_solved_weights_as_they_arrive(ops, rig, driven, video, oracle):
     assert [s.sequence for s in driven.samples] == list(range(VIDEO_FRAMES))
     np.testing.assert_allclose([s.timecode for s in driven.samples], np.arange(VIDEO_FRAMES) / VIDEO_FPS)

@@ -263,9 +263,16 @@ class Client(Connection):
 
     def create_avatar(self, image: bytes, name: str = "",
                       on_progress: Callable[[str, float], None] = lambda stage, fraction: None,
-                      cancelled: Callable[[], bool] = lambda: False) -> dict:
-        """Photo bytes -> the avatar map {id, name, reconstructor, created_at, meta_json}."""
-        for event in self.stream("CreateAvatar", {"image": image, "name": name}, cancelled):
+                      cancelled: Callable[[], bool] = lambda: False, more_images: list[bytes] = (),
+                      video: bytes = b"") -> dict:
+        """Photo bytes -> the avatar map {id, name, reconstructor, created_at, meta_json}.
+        more_images / video: more views of the same person (few-shot; image may be b"")."""
+        request = {"image": image, "name": name}
+        if more_images:
+            request["more_images"] = list(more_images)
+        if video:
+            request["video"] = video
+        for event in self.stream("CreateAvatar", request, cancelled):
             if "progress" in event:
                 progress = event["progress"]
                 on_progress(str(progress.get("stage", "")), float(progress.get("fraction", 0.0)))

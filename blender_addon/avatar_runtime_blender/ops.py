@@ -17,7 +17,7 @@ from pathlib import Path
 
 import bpy
 import numpy as np
-from bpy.props import EnumProperty, FloatProperty, StringProperty
+from bpy.props import CollectionProperty, EnumProperty, FloatProperty, StringProperty
 from bpy_extras.io_utils import ImportHelper
 
 from . import convert, prefs
@@ -33,6 +33,7 @@ RENDER_IMAGE = "Avatar Runtime Render"
 TICK_S = 0.01
 TAKE_SUFFIXES = (".csv",)
 MOVIE_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
+MOVIE_GLOB = ";".join(f"*{suffix}" for suffix in MOVIE_SUFFIXES)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 # What a neutral calibration is judged by in its report (the channels a face at rest moves most).
 MAIN_CHANNELS = ("eyeBlinkLeft", "eyeBlinkRight", "jawOpen", "mouthSmileLeft", "mouthSmileRight",
@@ -634,14 +635,19 @@ class AVATAR_RUNTIME_OT_cancel_task(bpy.types.Operator):
 
 
 class AVATAR_RUNTIME_OT_create_avatar(bpy.types.Operator, ImportHelper):
-    """Create an avatar from a portrait photo on the runtime and import it (armature, mesh
-    with the 52 ARKit shape keys, textured material)"""
+    """Create an avatar from a portrait photo (or several photos and/or a short video of
+    the same person) on the runtime and import it (armature, head with the 52 ARKit shape
+    keys, hair and body, textured materials)"""
 
     bl_idname = "avatar_runtime.create_avatar"
-    bl_label = "Create Avatar from Image"
+    bl_label = "Create Avatar from Images"
     bl_options = {"REGISTER"}
 
-    filter_glob: StringProperty(default="*.png;*.jpg;*.jpeg;*.webp;*.bmp;*.tif;*.tiff", options={"HIDDEN"})
+    filter_glob: StringProperty(default="*.png;*.jpg;*.jpeg;*.webp;*.bmp;*.tif;*.tiff;" + MOVIE_GLOB,
+                                options={"HIDDEN"})
+    # Several files may be picked: the active one is the main photo, the others more views.
+    files: CollectionProperty(type=bpy.types.OperatorFileListElement, options={"HIDDEN", "SKIP_SAVE"})
+    directory: StringProperty(subtype="DIR_PATH", options={"HIDDEN", "SKIP_SAVE"})
 
     @classmethod
     def poll(cls, context):
@@ -649,13 +655,17 @@ class AVATAR_RUNTIME_OT_create_avatar(bpy.types.Operator, ImportHelper):
 
     def execute(self, context):
         path = Path(bpy.path.abspath(self.filepath))
+        picked = [Path(bpy.path.abspath(self.directory)) / f.name for f in self.files if f.name]
         try:
-            image = path.read_bytes()
+            inputs = _create_inputs(path, picked)
         except OSError as exc:
-            self.report({"ERROR"}, f"Cannot read {path}: {exc.strerror}")
+            self.report({"ERROR"}, f"Cannot read {exc.filename}: {exc.strerror}")
             return {"CANCELLED"}
+        image, more_images, video = inputs
         settings = prefs.get(context).settings()
-        STATE.activity = f"Creating avatar from {path.name}"
+        views = 1 + len(more_images) if image else len(more_images)
+        STATE.activity = f"Creating avatar from {path.name}" + (
+            f" and {views - 1 + bool(video)} more" if views > 1 or video else "")
 
         def work(task: Task) -> tuple[dict, dict[str, bytes]]:
             # Progress: the runtime's stages take 0..90 %, the mesh export the rest.
@@ -665,7 +675,8 @@ class AVATAR_RUNTIME_OT_create_avatar(bpy.types.Operator, ImportHelper):
 
             task.post(_set_progress, "create", "sending", 0.0)
             with Client(settings) as client:
-                avatar = client.create_avatar(image, path.stem, progress, task.cancelled)
+                avatar = client.create_avatar(image, path.stem, progress, task.cancelled,
+                                              more_images=more_images, video=video)
                 task.post(_mark_connected, settings)
                 task.post(_set_progress, "create", "export", 0.9)
                 task.post(_set_activity, "Exporting the avatar's mesh")
@@ -685,6 +696,17 @@ class AVATAR_RUNTIME_OT_create_avatar(bpy.types.Operator, ImportHelper):
         return {"FINISHED"}
 
 
+def _create_inputs(main: Path, picked: list[Path]) -> tuple[bytes, list[bytes], bytes]:
+    """(main photo, more photos, video) from the file browser's pick: the active file is
+    the main photo unless it is a video (then the photos are all "more")."""
+    paths = [main] + [p for p in picked if p != main]
+    videos = [p for p in paths if p.suffix.lower() in MOVIE_SUFFIXES]
+    photos = [p for p in paths if p not in videos]
+    image = photos[0].read_bytes() if photos and photos[0] == main else b""
+    more = [p.read_bytes() for p in photos if p != main or not image]
+    return image, more, videos[0].read_bytes() if videos else b""
+
+
 class AVATAR_RUNTIME_OT_drive(bpy.types.Operator, ImportHelper):
     """Drive the avatar from a video (solved on the runtime frame by frame) or a Live Link
     Face take (.csv)"""
@@ -692,7 +714,7 @@ class AVATAR_RUNTIME_OT_drive(bpy.types.Operator, ImportHelper):
     bl_idname = "avatar_runtime.drive"
     bl_label = "Drive from Video or Take"
 
-    filter_glob: StringProperty(default="*.mp4;*.mov;*.avi;*.mkv;*.webm;*.m4v;*.csv", options={"HIDDEN"})
+    filter_glob: StringProperty(default=MOVIE_GLOB + ";*.csv", options={"HIDDEN"})
     take_fps: FloatProperty(
         name="Take Frame Rate",
         description="Frame rate of a Live Link Face take (its timecodes count frames at this rate)",
