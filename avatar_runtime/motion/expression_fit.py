@@ -36,6 +36,9 @@ class ExpressionFitter:
         self._prior = np.concatenate([np.full(n, fitter.settings.expression_prior * 1e4),
                                       np.zeros(POSE_DOF)])
         self._identity_points: dict[bytes, np.ndarray] = {}
+        # Every channel but tongueOut, the last: a slice is a view where an index list copies.
+        contiguous = np.array_equal(FITTED_EXPRESSIONS, np.arange(n))
+        self._fitted = slice(0, n) if contiguous else FITTED_EXPRESSIONS
 
     def identity_points(self, identity: np.ndarray) -> np.ndarray:
         """[L, 3] the neutral landmark points of a head with this identity (cached: an
@@ -92,7 +95,9 @@ class ExpressionFitter:
         slope, offset = response.linearise(expr)
         fixed = base + offset                                       # identity + neutral, head frame
         current = (fixed + np.tensordot(expr, slope, 1)) @ rot.T    # R P
-        moved = slope[FITTED_EXPRESSIONS] @ rot.T                   # [E, L, 3] travel, camera axes
+        # [3, E, L] the fitted channels' travel in camera axes (one BLAS product over all of it).
+        fitted = slope[self._fitted]
+        moved = (rot @ fitted.reshape(-1, 3).T).reshape(3, *fitted.shape[:2])
         at_rest = fixed @ rot.T + t                                 # X without the fitted expression
         w = np.sqrt(self.fitter.weights * robust) * scale / (current[:, 2] + t[2])
         n = len(FITTED_EXPRESSIONS)
@@ -102,7 +107,7 @@ class ExpressionFitter:
             focal, du = k[axis, axis], uv[:, axis] - k[axis, 2]
             g = np.zeros((len(uv), 3))
             g[:, axis], g[:, 2] = focal, -du
-            design[axis, :, :n] = (focal * moved[..., axis] - du * moved[..., 2]).T
+            design[axis, :, :n] = (focal * moved[axis] - du * moved[2]).T
             design[axis, :, n:n + 3] = np.cross(current, g)
             design[axis, :, n + 3:] = g
             design[axis] *= w[:, None]
