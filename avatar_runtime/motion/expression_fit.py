@@ -13,6 +13,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ..lru import LruCache
 from ..reconstruct.fit import FITTED_EXPRESSIONS, GL_FROM_CV, FitResult, LandmarkFitter
 from ..render.camera import Camera
 from .arkit import NUM_ARKIT
@@ -35,7 +36,7 @@ class ExpressionFitter:
         self._upper = np.concatenate([np.ones(n), np.full(POSE_DOF, np.inf)])
         self._prior = np.concatenate([np.full(n, fitter.settings.expression_prior * 1e4),
                                       np.zeros(POSE_DOF)])
-        self._identity_points: dict[bytes, np.ndarray] = {}
+        self._identity_points: LruCache[np.ndarray] = LruCache(_CACHED_IDENTITIES)
         # Every channel but tongueOut, the last: a slice is a view where an index list copies.
         contiguous = np.array_equal(FITTED_EXPRESSIONS, np.arange(n))
         self._fitted = slice(0, n) if contiguous else FITTED_EXPRESSIONS
@@ -43,15 +44,10 @@ class ExpressionFitter:
     def identity_points(self, identity: np.ndarray) -> np.ndarray:
         """[L, 3] the neutral landmark points of a head with this identity (cached: an
         avatar's identity never changes, and this is the fit's largest product)."""
-        key = np.asarray(identity, np.float32).tobytes()
-        points = self._identity_points.get(key)
-        if points is None:
-            if len(self._identity_points) >= _CACHED_IDENTITIES:
-                self._identity_points.pop(next(iter(self._identity_points)))
-            f = self.fitter
-            points = f.base + np.tensordot(np.asarray(identity, np.float64), f.id_basis, 1)
-            self._identity_points[key] = points
-        return points
+        f = self.fitter
+        return self._identity_points.get_or_make(
+            np.asarray(identity, np.float32).tobytes(),
+            lambda: f.base + np.tensordot(np.asarray(identity, np.float64), f.id_basis, 1))
 
     def fit(self, landmarks: np.ndarray, camera: Camera, identity: np.ndarray,
             initial: FitResult | None = None, bias: np.ndarray | None = None,
