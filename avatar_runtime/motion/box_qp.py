@@ -20,30 +20,32 @@ def solve_box_qp(hessian: np.ndarray, gradient: np.ndarray, lower: np.ndarray, u
     n = len(gradient)
     x = np.clip(np.zeros(n) if start is None else np.asarray(start, np.float64), lower, upper)
     free = (x > lower) & (x < upper)
+    tolerance = 1e-12 * max(1.0, np.abs(gradient).max())
     for _ in range(max_iterations):
         # Minimise over the free variables with the others held at their bounds; if that
         # leaves the box, walk toward it until a variable hits a bound, pin it and retry.
         while free.any():
             f = np.flatnonzero(free)
-            target = np.linalg.solve(hessian[np.ix_(f, f)],
-                                     gradient[f] - hessian[f][:, ~free] @ x[~free])
+            pinned_pull = gradient - hessian @ np.where(free, 0.0, x)
+            target = np.linalg.solve(hessian[np.ix_(f, f)], pinned_pull[f])
             lo, hi = lower[f], upper[f]
             outside = (target < lo) | (target > hi)
             if not outside.any():
                 x[f] = target
                 break
-            step = target - x[f]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                reach = np.where(step < 0, (lo - x[f]) / step, (hi - x[f]) / step)
-            alpha = np.clip(reach[outside].min(), 0.0, 1.0)
-            x[f] = np.clip(x[f] + alpha * step, lo, hi)
-            hit = f[outside & (reach <= alpha + 1e-12)]
-            x[hit] = np.where(step[outside & (reach <= alpha + 1e-12)] < 0, lower[hit], upper[hit])
-            free[hit] = False
+            # Only variables with finite bounds can be outside, and they move: no 0/0 here.
+            now, step = x[f], target - x[f]
+            o = np.flatnonzero(outside)
+            reach = np.where(step[o] < 0, lo[o] - now[o], hi[o] - now[o]) / step[o]
+            alpha = min(max(reach.min(), 0.0), 1.0)
+            x[f] = np.minimum(np.maximum(now + alpha * step, lo), hi)
+            hit = o[reach <= alpha + 1e-12]
+            x[f[hit]] = np.where(step[hit] < 0, lo[hit], hi[hit])
+            free[f[hit]] = False
         # Optimal when no pinned variable would move into the box (KKT).
         descent = gradient - hessian @ x
         wants = np.where(~free & (x <= lower), descent, 0.0) - np.where(~free & (x >= upper), descent, 0.0)
-        release = wants > 1e-12 * max(1.0, np.abs(gradient).max())
+        release = wants > tolerance
         if not release.any():
             return x
         free |= release
