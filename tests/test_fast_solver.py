@@ -14,6 +14,7 @@ from skimage import data
 from avatar_runtime import blas_threads
 from avatar_runtime.motion.box_qp import solve_box_qp
 from avatar_runtime.motion.expression_fit import ExpressionFitter
+from avatar_runtime.motion.features import CHANNELS, RIDGE, feature_model
 from avatar_runtime.motion.frame import MotionFrame
 from avatar_runtime.motion.solver import MotionSolver
 from avatar_runtime.reconstruct.fit import photo_camera
@@ -35,6 +36,20 @@ def test_box_qp_finds_bvls_minimiser(seed):
     for start in (None, rng.uniform(-0.5, 1.5, n)):
         got = solve_box_qp(design.T @ design, design.T @ target, lower, upper, start)
         np.testing.assert_allclose(got, expected, atol=1e-8)
+
+
+def test_feature_channels_are_the_bvls_answer():
+    """FeatureModel.solve on its normal equations == BVLS on the stacked ridge system."""
+    model = feature_model()
+    n = len(model.span)
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        neutral = model.template
+        observed = neutral + rng.uniform(0, 1, n) @ model.span + rng.normal(0, 0.01, len(neutral))
+        design = np.concatenate([model.span.T, np.sqrt(RIDGE) * np.eye(n)])
+        target = np.concatenate([observed - neutral, np.zeros(n)])
+        expected = lsq_linear(design, target, bounds=(0.0, 1.0), method="bvls", tol=1e-12).x
+        np.testing.assert_allclose(model.solve(observed, neutral), expected[:len(CHANNELS)], atol=1e-8)
 
 
 def test_one_blas_thread_inside_and_the_count_restored_after():
