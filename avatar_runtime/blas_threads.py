@@ -28,15 +28,16 @@ _restore = 0
 def _openblas():
     """(get, set) of numpy's bundled OpenBLAS thread count, or None."""
     libs = Path(np.__file__).resolve().parent.parent / "numpy.libs"
-    for path in sorted(libs.glob("libopenblas*.so*")):
+    for path in sorted(libs.glob("*openblas*.so*")):  # numpy 1.x: libopenblas64_, 2.x: libscipy_openblas64_
         lib = ctypes.CDLL(str(path))
-        for suffix in ("64_", "_64_", ""):
-            get = getattr(lib, f"openblas_get_num_threads{suffix}", None)
-            set_ = getattr(lib, f"openblas_set_num_threads{suffix}", None)
-            if get is not None and set_ is not None:
-                get.restype = ctypes.c_int
-                set_.argtypes = [ctypes.c_int]
-                return get, set_
+        for prefix in ("openblas", "scipy_openblas"):
+            for suffix in ("64_", "_64_", ""):
+                get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+                set_ = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
+                if get is not None and set_ is not None:
+                    get.restype = ctypes.c_int
+                    set_.argtypes = [ctypes.c_int]
+                    return get, set_
     return None
 
 
