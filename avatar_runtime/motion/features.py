@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from scipy.optimize import lsq_linear
 
 from ..head.landmarks import LandmarkEmbedding, load_landmark_embedding
 from ..head.model import EYE_LEFT, HeadModel, load_head_model
 from .arkit import ARKIT_INDEX, NUM_ARKIT
+from .box_qp import solve_box_qp
 
 # MediaPipe face-mesh indices; "left" is the subject's left (+X in the head frame).
 EYE = {"L": dict(outer=263, inner=362, lids=((386, 374), (385, 380), (387, 373)), iris=473),
@@ -90,9 +90,10 @@ class FeatureModel:
     def solve(self, observed: np.ndarray, neutral: np.ndarray) -> np.ndarray:
         """[F] features now and at rest -> [len(CHANNELS)] weights in [0, 1]."""
         n = len(self.span)
-        design = np.concatenate([self.span.T, np.sqrt(RIDGE) * np.eye(n)])
-        target = np.concatenate([observed - neutral, np.zeros(n)])
-        return lsq_linear(design, target, bounds=(0.0, 1.0), method="bvls").x[:len(CHANNELS)]
+        # The normal equations of || span' w - change ||^2 + RIDGE ||w||^2.
+        hessian = self.span @ self.span.T + RIDGE * np.eye(n)
+        weights = solve_box_qp(hessian, self.span @ (observed - neutral), np.zeros(n), np.ones(n))
+        return weights[:len(CHANNELS)]
 
     def gaze(self, observed: np.ndarray, neutral: np.ndarray) -> np.ndarray:
         """[4] (left yaw, left pitch, right yaw, right pitch) radians from the irises:

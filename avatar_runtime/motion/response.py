@@ -65,11 +65,13 @@ class ExpressionResponse:
         return ExpressionResponse.linear(self.travel[-1] / self.levels[-1])
 
     @cached_property
-    def _knots(self) -> tuple[np.ndarray, np.ndarray]:
-        """(weights [N+1] from 0, travel [N+1, 52, L, 3] from none): built once, read by
-        every Gauss-Newton step."""
-        return (np.concatenate([[0.0], self.levels]),
-                np.concatenate([np.zeros_like(self.travel[:1]), self.travel]))
+    def _segments(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(weights [N+1] from 0, slope [N, 52, L, 3], intercept [N, 52, L, 3]) of each
+        segment between knots: built once, read by every Gauss-Newton step."""
+        knots = np.concatenate([[0.0], self.levels])
+        values = np.concatenate([np.zeros_like(self.travel[:1]), self.travel])
+        slope = (values[1:] - values[:-1]) / np.diff(knots)[:, None, None, None]
+        return knots, slope, values[:-1] - slope * knots[:-1, None, None, None]
 
     def bias_from(self, direction: np.ndarray) -> np.ndarray | None:
         """[L, 3] the neutral reading's offset seen from `direction` (head frame, from the
@@ -87,14 +89,14 @@ class ExpressionResponse:
     def linearise(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(slope [52, L, 3], offset [L, 3]) so that near `weights` [52] the summed travel
         is offset + sum_k weights[k] * slope[k]; exact on the segment each weight is in."""
-        knots, values = self._knots
+        knots, slopes, intercepts = self._segments
         # Segment per channel; a weight on a knot takes the segment above (below for the last).
         segment = np.clip(np.searchsorted(knots, weights, side="right") - 1, 0, len(knots) - 2)
         channels = np.arange(len(weights))
-        lo, hi = values[segment, channels], values[segment + 1, channels]
-        slope = (hi - lo) / (knots[segment + 1] - knots[segment])[:, None, None]
-        offset = (lo - slope * knots[segment][:, None, None]).sum(0)
-        return slope, offset
+        # The first segment starts at (0, no travel): its channels add nothing to the offset.
+        above = segment > 0
+        offset = intercepts[segment[above], channels[above]].sum(0)
+        return slopes[segment, channels], offset
 
 
 def measure_response(head: HeadModel, embedding: LandmarkEmbedding, analyzer: FaceAnalyzer,

@@ -7,11 +7,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..blas_threads import single_blas_thread
 from ..faces.detector import FaceAnalyzer
 from ..head.landmarks import load_landmark_embedding
 from ..head.model import HeadModel, load_head_model
 from ..reconstruct.fit import FitResult, FitSettings, LandmarkFitter, photo_camera
 from ..render.mesh_renderer import MeshRenderer
+from .expression_fit import ExpressionFitter
 from .features import CHANNEL_INDEX, feature_model, features, head_frame
 from .frame import MotionFrame
 from .pose import matrix_to_quat
@@ -23,12 +25,16 @@ SOLVER_FOV_DEG = 12.0
 class MotionSolver:
     """Solves one frame at a time; pass the previous result to warm-start video tracking."""
 
-    def __init__(self, analyzer: FaceAnalyzer, head: HeadModel | None = None):
+    def __init__(self, analyzer: FaceAnalyzer, head: HeadModel | None = None,
+                 reference: bool = False):
+        """reference: fit with `LandmarkFitter.fit` itself (the slow, plain formulation the
+        fast `ExpressionFitter` is checked against) instead of `ExpressionFitter`."""
         self.analyzer = analyzer
         self.head = head or load_head_model()
         self.fitter = LandmarkFitter(self.head, load_landmark_embedding(),
                                      FitSettings(pose_uses_contour=True, joint_pose=True,
                                                  iterations=6), detector_response=True)
+        self._fit = self.fitter.fit if reference else ExpressionFitter(self.fitter).fit
 
     def measure_response(self, identity: np.ndarray, texture: np.ndarray,
                          cancelled: threading.Event | None = None, mesh=None) -> ExpressionResponse | None:
@@ -69,11 +75,12 @@ class MotionSolver:
         are read relative to it (without one, every channel is the landmark fit's)."""
         if identity is None:
             identity = np.zeros(self.head.num_identity, np.float32)
-        fit = self.fitter.fit(landmarks, photo_camera(width, height, fov_y_deg), identity, previous,
-                              bias, response)
-        arkit, gaze = fit.expression, None
-        if neutral is not None:
-            arkit, gaze = neutral.apply(self.observe(landmarks, fit), fit.expression)
+        with single_blas_thread():  # a few dozen unknowns: threads cost more than they give
+            fit = self._fit(landmarks, photo_camera(width, height, fov_y_deg), identity, previous,
+                            bias, response)
+            arkit, gaze = fit.expression, None
+            if neutral is not None:
+                arkit, gaze = neutral.apply(self.observe(landmarks, fit), fit.expression)
         frame = MotionFrame(arkit, head_rotation=matrix_to_quat(fit.rotation), eye_gaze=gaze,
                             sequence=sequence, timecode=timecode)
         return frame, fit

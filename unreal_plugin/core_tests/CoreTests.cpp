@@ -281,6 +281,62 @@ int TestExportAndSolve(const Args& args) {
     return 0;
 }
 
+// CalibrateNeutral on the portrait, which smiles with lowered brows: before, the avatar (made
+// from it, its expression estimated and taken out) reads the smile; calibrated on it, the
+// portrait becomes the rest and reads ~0 on every feature channel, whether the neutral is
+// sent as the photo or as its landmarks (the same face, the same answer); ResetNeutral brings
+// the first reading back. Errors: unknown avatar, bad image, wrong landmark count.
+int TestCalibrateNeutral(const Args& args) {
+    auto runtime = StartRuntime(args, MakeTempDir());
+    auto client = ConnectOrDie(runtime->endpoint());
+    const std::vector<uint8_t> portrait = ReadFile(args.portrait);
+    auto avatar = client->CreateAvatar(portrait, "astronaut");
+    CHECK_OK(avatar.status());
+    const int smile = ArkitIndex("mouthSmileLeft");
+    // Channels read from the face's own proportions against its neutral (motion/features.py).
+    const char* feature_channels[] = {"eyeBlinkLeft", "eyeBlinkRight", "jawOpen", "mouthSmileLeft",
+                                      "mouthSmileRight", "browInnerUp", "browDownLeft", "browDownRight"};
+
+    auto before = client->SolveMotion(portrait, avatar->id);
+    CHECK_OK(before.status());
+    CHECK(before->arkit[smile] > 0.3f);
+
+    auto calibrated = client->CalibrateNeutral(avatar->id, portrait);
+    CHECK_OK(calibrated.status());
+    for (const char* name : feature_channels) CHECK(calibrated->arkit[ArkitIndex(name)] < 0.05f);
+    auto after = client->SolveMotion(portrait, avatar->id);
+    CHECK_OK(after.status());
+    for (int k = 0; k < kNumArkit; ++k) CHECK(Near(after->arkit[k], calibrated->arkit[k], 1e-4));
+
+    FaceLandmarks landmarks;  // the portrait's, detected by the runtime's own face mesh
+    std::ifstream in(args.extra.at("landmarks"));
+    in >> landmarks.width >> landmarks.height;
+    for (float v; in >> v;) landmarks.xyz.push_back(v);
+    CHECK(landmarks.xyz.size() == 478 * 3);
+    auto from_landmarks = client->CalibrateNeutral(avatar->id, landmarks);
+    CHECK_OK(from_landmarks.status());
+    for (int k = 0; k < kNumArkit; ++k) CHECK(Near(from_landmarks->arkit[k], calibrated->arkit[k], 1e-3));
+    std::printf("calibrate: mouthSmileLeft %.3f before, %.3f calibrated (image), %.3f (landmarks)\n",
+                before->arkit[smile], calibrated->arkit[smile], from_landmarks->arkit[smile]);
+
+    CHECK_OK(client->ResetNeutral(avatar->id));
+    auto reset = client->SolveMotion(portrait, avatar->id);
+    CHECK_OK(reset.status());
+    for (int k = 0; k < kNumArkit; ++k) CHECK(Near(reset->arkit[k], before->arkit[k], 1e-4));
+
+    auto missing = client->CalibrateNeutral("0000000000000000", portrait);
+    CHECK(!missing.ok() && missing.status().code() == ErrorCode::NotFound);
+    CHECK(client->ResetNeutral("0000000000000000").code() == ErrorCode::NotFound);
+    auto garbage = client->CalibrateNeutral(avatar->id, std::vector<uint8_t>{1, 2, 3, 4});
+    CHECK(!garbage.ok() && garbage.status().code() == ErrorCode::InvalidArgument);
+    FaceLandmarks short_landmarks = landmarks;
+    short_landmarks.xyz.resize(100 * 3);
+    auto refused = client->CalibrateNeutral(avatar->id, short_landmarks);
+    CHECK(!refused.ok() && refused.status().code() == ErrorCode::InvalidArgument);
+    CHECK_OK(client->Ping());
+    return 0;
+}
+
 int TestBadToken(const Args& args) {
     auto runtime = StartRuntime(args, MakeTempDir(), "s3cret-token");
     auto wrong = RuntimeClient::Connect({runtime->endpoint(), "wrong"});
@@ -419,6 +475,7 @@ int main(int argc, char** argv) {
     const std::map<std::string, std::function<int(const Args&)>> cases = {
         {"coordinates", TestCoordinates}, {"unreachable", TestUnreachable},
         {"mesh_assembler", TestMeshAssembler}, {"export_solve", TestExportAndSolve},
+        {"calibrate_neutral", TestCalibrateNeutral},
         {"create_drive", TestCreateAndDrive}, {"bad_token", TestBadToken},
         {"restart", TestRestart},
         {"liveness_kill", [](const Args& a) { return TestLiveness(a, false); }},

@@ -128,6 +128,36 @@ Result<MotionFrame> RuntimeClient::SolveMotion(const std::vector<uint8_t>& image
     return wire::ToMotion(reply->body);
 }
 
+Result<MotionFrame> RuntimeClient::CalibrateNeutral(const std::string& avatar_id,
+                                                    const std::vector<uint8_t>& image) {
+    if (avatar_id.empty()) return Status(ErrorCode::InvalidArgument, "avatar_id is empty");
+    if (image.empty()) return Status(ErrorCode::InvalidArgument, "image is empty");
+    const int64_t id = sockets::NextRequestId();
+    auto reply = impl_->Call(
+        wire::CalibrateNeutral(id, impl_->options.token, avatar_id, image.data(), image.size()), id,
+        impl_->options.solve_timeout);
+    if (!reply.ok()) return reply.status();
+    return wire::ToMotion(reply->body);
+}
+
+Result<MotionFrame> RuntimeClient::CalibrateNeutral(const std::string& avatar_id,
+                                                    const FaceLandmarks& landmarks) {
+    if (avatar_id.empty()) return Status(ErrorCode::InvalidArgument, "avatar_id is empty");
+    const int64_t id = sockets::NextRequestId();
+    auto reply = impl_->Call(wire::CalibrateNeutral(id, impl_->options.token, avatar_id, landmarks),
+                             id, impl_->options.solve_timeout);
+    if (!reply.ok()) return reply.status();
+    return wire::ToMotion(reply->body);
+}
+
+Status RuntimeClient::ResetNeutral(const std::string& avatar_id) {
+    if (avatar_id.empty()) return Status(ErrorCode::InvalidArgument, "avatar_id is empty");
+    const int64_t id = sockets::NextRequestId();
+    auto reply = impl_->Call(wire::ResetNeutral(id, impl_->options.token, avatar_id), id,
+                             impl_->options.call_timeout);
+    return reply.ok() ? Status::Ok() : reply.status();
+}
+
 Result<std::vector<MeshFile>> RuntimeClient::ExportMesh(const std::string& avatar_id,
                                                         const ExportOptions& options) {
     if (avatar_id.empty()) return Status(ErrorCode::InvalidArgument, "avatar_id is empty");

@@ -181,6 +181,59 @@ Bytes SolveMotion(int64_t request_id, const std::string& token, const uint8_t* i
     return Take(buffer);
 }
 
+namespace {
+// {avatar_id, neutral: <caller packs the MotionFrame's source map next>}.
+void NeutralRequest(Packer& pk, const std::string& token, int64_t request_id,
+                    const std::string& avatar_id) {
+    Envelope(pk, "CalibrateNeutral", request_id, token);
+    pk.pack_map(2);
+    Key(pk, "avatar_id");
+    pk.pack(avatar_id);
+    Key(pk, "neutral");
+}
+}  // namespace
+
+Bytes CalibrateNeutral(int64_t request_id, const std::string& token, const std::string& avatar_id,
+                       const uint8_t* image, size_t size) {
+    msgpack::sbuffer buffer;
+    Packer pk(buffer);
+    NeutralRequest(pk, token, request_id, avatar_id);
+    pk.pack_map(1);
+    Key(pk, "image");
+    pk.pack_bin(uint32_t(size));
+    pk.pack_bin_body(reinterpret_cast<const char*>(image), uint32_t(size));
+    return Take(buffer);
+}
+
+Bytes CalibrateNeutral(int64_t request_id, const std::string& token, const std::string& avatar_id,
+                       const FaceLandmarks& landmarks) {
+    msgpack::sbuffer buffer;
+    Packer pk(buffer);
+    NeutralRequest(pk, token, request_id, avatar_id);
+    pk.pack_map(1);
+    Key(pk, "landmarks");
+    pk.pack_map(3);
+    Key(pk, "xyz");
+    Floats(pk, landmarks.xyz);
+    Key(pk, "width");
+    pk.pack_uint32(landmarks.width);
+    Key(pk, "height");
+    pk.pack_uint32(landmarks.height);
+    return Take(buffer);
+}
+
+Bytes ResetNeutral(int64_t request_id, const std::string& token, const std::string& avatar_id) {
+    msgpack::sbuffer buffer;
+    Packer pk(buffer);
+    Envelope(pk, "CalibrateNeutral", request_id, token);
+    pk.pack_map(2);
+    Key(pk, "avatar_id");
+    pk.pack(avatar_id);
+    Key(pk, "reset");
+    pk.pack_true();
+    return Take(buffer);
+}
+
 Bytes ExportMesh(int64_t request_id, const std::string& token, const std::string& avatar_id,
                  const ExportOptions& options) {
     msgpack::sbuffer buffer;

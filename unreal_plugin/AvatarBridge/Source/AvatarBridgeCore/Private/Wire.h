@@ -27,6 +27,12 @@ Bytes DriveFrame(int64_t request_id, const std::string& token, const MotionFrame
 Bytes DriveEnd(int64_t request_id, const std::string& token);
 Bytes SolveMotion(int64_t request_id, const std::string& token, const uint8_t* image, size_t size,
                   const std::string& avatar_id, uint64_t sequence, double timecode);
+// CalibrateNeutralRequest{avatar_id, neutral: {image} | {landmarks}} and {avatar_id, reset}.
+Bytes CalibrateNeutral(int64_t request_id, const std::string& token, const std::string& avatar_id,
+                       const uint8_t* image, size_t size);
+Bytes CalibrateNeutral(int64_t request_id, const std::string& token, const std::string& avatar_id,
+                       const FaceLandmarks& landmarks);
+Bytes ResetNeutral(int64_t request_id, const std::string& token, const std::string& avatar_id);
 Bytes ExportMesh(int64_t request_id, const std::string& token, const std::string& avatar_id,
                  const ExportOptions& options);
 

@@ -30,7 +30,7 @@ struct ClientOptions {
     std::string token;  // empty = none (the runtime requires one off loopback)
     std::chrono::milliseconds call_timeout{5000};
     std::chrono::milliseconds create_timeout{120000};  // CreateAvatar runs reconstruction
-    std::chrono::milliseconds solve_timeout{30000};    // SolveMotion (waits for calibration)
+    std::chrono::milliseconds solve_timeout{30000};    // SolveMotion, CalibrateNeutral (wait for calibration)
     std::chrono::milliseconds export_timeout{120000};  // ExportMesh, all files
 };
 
@@ -53,6 +53,15 @@ public:
     // when there is no face. Push the result to a DriveSession to render it.
     Result<MotionFrame> SolveMotion(const std::vector<uint8_t>& image, const std::string& avatar_id = "",
                                     uint64_t sequence = 0, double timecode = 0.0);
+    // The driving face at rest (a photo, or its landmarks) becomes the avatar's neutral, as
+    // Live Link Face's "calibrate": from then on every solve for this avatar (SolveMotion,
+    // image / landmark drive frames) reads motion relative to that face, so a performer's
+    // high brows or wide eyes at rest read 0. Kept with the avatar. Returns the neutral frame
+    // as it now solves (about all zero). FailedPrecondition when the photo has no face.
+    Result<MotionFrame> CalibrateNeutral(const std::string& avatar_id, const std::vector<uint8_t>& image);
+    Result<MotionFrame> CalibrateNeutral(const std::string& avatar_id, const FaceLandmarks& landmarks);
+    // Forgets a calibration: back to the neutral estimated from the avatar's source photo.
+    Status ResetNeutral(const std::string& avatar_id);
     // The avatar's mesh files (glb: one; obj: .obj, .mtl, .png; ply: one), every chunk
     // checked by offset and total_bytes and every file by its sha256 (DataLoss otherwise).
     Result<std::vector<MeshFile>> ExportMesh(const std::string& avatar_id, const ExportOptions& options = {});

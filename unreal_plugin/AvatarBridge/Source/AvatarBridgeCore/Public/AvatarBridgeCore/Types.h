@@ -23,6 +23,14 @@ struct MotionFrame {
     double timecode = 0.0;            // seconds, echoed too
 };
 
+// MediaPipe's 478 face-mesh landmarks in pixels of a width x height image (proto Landmarks),
+// for callers that run the face tracker themselves.
+struct FaceLandmarks {
+    std::vector<float> xyz;  // 478 * 3, row-major (x, y, z); z in x's pixel scale
+    uint32_t width = 0;
+    uint32_t height = 0;
+};
+
 // One rendered frame (proto Frame, ENCODING_RAW): RGBA8, straight alpha, row 0 = top.
 struct Frame {
     uint64_t sequence = 0;
