@@ -40,6 +40,7 @@ from .store import AvatarStore
 log = logging.getLogger(__name__)
 Progress = Callable[[str, float], None]
 RECONSTRUCTORS = ("fit", "portrait4d")
+REFINE_MODES = ("", "volume", "volume-tiny")
 # Tensors of an avatar's neutral: features at rest (estimated from the source photo, or a
 # calibrated neutral frame's), that estimate kept, and a calibrated frame's fitted weights.
 NEUTRAL_FEATURES, SOURCE_NEUTRAL, NEUTRAL_WEIGHTS = "neutral_features", "source_neutral", "neutral_weights"
@@ -105,21 +106,28 @@ class AvatarService:
     # -- avatars ---------------------------------------------------------------------
     def create(self, image: bytes, name: str = "", reconstructor: str = "fit",
                progress: Progress = lambda stage, fraction: None,
-               more_images: Sequence[bytes] = (), video: bytes = b"") -> dict:
+               more_images: Sequence[bytes] = (), video: bytes = b"", refine: str = "") -> dict:
         """Image bytes -> stored avatar summary. Same photo, reconstructor and name -> the same
         avatar (nothing recomputed); another name -> another avatar (see `avatar_id_for`).
 
         more_images / video: more views of the same person (few-shot): the usable views are
         fitted jointly (`reconstruct/views.py` picks them; meta "views" / "skipped" says
         which). `image` may be empty when a video is given.
+        refine: "volume" (or "volume-tiny", a seconds-long CPU check) also fits a per-person
+        radiance field to the views (`reconstruct/volume_refine.py`; exported by
+        `export_mesh(source="volume")`; minutes on a CPU, meant for a GPU).
         """
+        if refine not in REFINE_MODES:
+            raise InvalidArgument(f"unknown refine mode {refine!r}; allowed: "
+                                  f"{', '.join(repr(m) for m in REFINE_MODES)}")
         if reconstructor not in RECONSTRUCTORS:
             raise InvalidArgument(f"unknown reconstructor {reconstructor!r}; available: "
                                   f"{', '.join(RECONSTRUCTORS)}")
         if not image and not video:
             raise InvalidArgument("send a photo (image) or a video; both are empty")
         progress("decode", 0.0)
-        avatar_id = avatar_id_for(image, reconstructor, name, more_images, video)
+        avatar_id = avatar_id_for(image, reconstructor + (f"+{refine}" if refine else ""), name,
+                                  more_images, video)
         if avatar_id in self.store:
             progress("done", 1.0)
             return self.store.get(avatar_id).summary()
@@ -128,7 +136,8 @@ class AvatarService:
         # crop its encoders read; its weights are checked before any work is done.
         crop = self._portrait4d_model().config.encoder.image_size if reconstructor == "portrait4d" else None
         avatar = self.reconstructor.create(rgb, avatar_id, name or f"avatar-{avatar_id[:6]}", progress,
-                                           crop_size=crop, more_views=views.views[1:] if views else ())
+                                           crop_size=crop, more_views=views.views[1:] if views else (),
+                                           refine=_refine_config(refine))
         if views:
             avatar.meta.update(views.report())
         avatar.reconstructor = reconstructor
@@ -295,6 +304,10 @@ class AvatarService:
         field = None
         if source == "volume" and avatar.reconstructor == "portrait4d":
             field = self._portrait4d_field(avatar_id, expression)
+        elif source == "volume":
+            from .reconstruct.volume_refine import stored_field
+
+            field = stored_field(avatar.tensors)  # refined at create (refine="volume")
         return mesh_files(avatar, self.head, format, f"avatar-{avatar_id}", expression,
                           source=source, field=field)
 
@@ -386,6 +399,15 @@ def check_camera(camera: Camera, limits: Limits) -> None:
         raise InvalidArgument("camera c2w must be a rigid camera-to-world transform: its upper-left "
                               "3x3 a rotation (orthonormal, det +1, within 1e-3) and its bottom "
                               "row 0 0 0 1")
+
+
+def _refine_config(mode: str):
+    """The VolumeRefineConfig of a refine mode (None: no refinement)."""
+    if not mode:
+        return None
+    from .reconstruct.volume_refine import VolumeRefineConfig
+
+    return VolumeRefineConfig.tiny() if mode == "volume-tiny" else VolumeRefineConfig()
 
 
 def _neutral_of(tensors: dict) -> Neutral | None:

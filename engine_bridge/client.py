@@ -162,16 +162,18 @@ class AvatarClient(ABC):
     def create_avatar(self, image_bytes: bytes, name: str = "", reconstructor: str = "fit",
                       progress: Callable[[str, float], None] | None = None,
                       timeout: float | None = DEFAULT_TIMEOUT_S, more_images: Sequence[bytes] = (),
-                      video: bytes = b"") -> dict:
+                      video: bytes = b"", refine: str = "") -> dict:
         """Photo bytes -> avatar summary {id, name, reconstructor, created_at, meta}.
 
         more_images / video: more views of the same person (few-shot); the summary's
         meta["views"] / meta["skipped"] say which were used. image_bytes may be b"" with a video.
+        refine: "volume" also fits a radiance field (see AvatarService.create).
         """
         from .convert import avatar_from_proto
 
         request = pb.CreateAvatarRequest(image=bytes(image_bytes), name=name, reconstructor=reconstructor,
-                                         more_images=[bytes(b) for b in more_images], video=bytes(video))
+                                         more_images=[bytes(b) for b in more_images], video=bytes(video),
+                                         refine=refine)
         avatar = None
         for event in self._stream("CreateAvatar", request, pb.CreateAvatarEvent, timeout):
             if event.HasField("avatar"):  # the last event: read on to the stream's clean end

@@ -18,6 +18,9 @@ def add_parser(subparsers) -> None:
                    help="photos of the person; the first is the main view (hair and bust come from it)")
     p.add_argument("--video", type=Path, help="a short video of the person turning the head")
     p.add_argument("--name", default="", help="display name")
+    p.add_argument("--refine", choices=("volume", "volume-tiny"), default="",
+                   help="also fit a per-person radiance field (volume: minutes on a CPU, meant for a GPU; "
+                        "volume-tiny: a seconds-long check); export it with `export --source volume`")
     p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
                    help=f"avatar store (default: ./{DEFAULT_DATA_DIR})")
     p.set_defaults(func=run)
@@ -41,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
                 bar.update(max(0, round(fraction * 100) - bar.n))
 
             summary = service.create(photos[0] if photos else b"", args.name, progress=progress,
-                                     more_images=photos[1:], video=video)
+                                     more_images=photos[1:], video=video, refine=args.refine)
     except AvatarError as err:
         print(f"error ({err.code}): {err.message}", file=sys.stderr)
         return 2
@@ -51,6 +54,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"  used    {view['source']} (yaw {view['yaw_deg']:+.0f}, pitch {view['pitch_deg']:+.0f} deg)")
     for skipped in meta.get("skipped", []):
         print(f"  skipped {skipped['source']}: {skipped['reason']}")
+    if "volume" in meta:
+        v = meta["volume"]
+        print(f"  volume refined: {v['steps']} steps in {v['seconds']:.1f} s ({v['ms_per_step']:.0f} ms/step "
+              f"on {v['device']}), loss {v['first_loss']:.3f} -> {v['final_loss']:.3f}")
     return 0
 
 

@@ -25,6 +25,9 @@ def add_parser(subparsers) -> None:
                    help="output file (.glb/.obj/.ply; OBJ writes .mtl and .png beside it)")
     p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
                    help=f"avatar store (default: ./{DEFAULT_DATA_DIR})")
+    p.add_argument("--source", choices=("mesh", "volume"), default="mesh",
+                   help="mesh: the rigged head (default); volume: the surface of the avatar's radiance "
+                        "field (portrait4d avatars, or created with --refine volume; glb only)")
     p.set_defaults(func=run)
 
 
@@ -37,7 +40,10 @@ def run(args: argparse.Namespace) -> int:
         service = AvatarService(args.data_dir)
         avatar_id = args.avatar_id or _create(service, args.image)
         started = time.perf_counter()
-        paths = export_avatar(service.avatar(avatar_id), service.head, args.format, args.out)
+        if args.source == "volume":
+            paths = _export_volume(service, avatar_id, args.format, args.out)
+        else:
+            paths = export_avatar(service.avatar(avatar_id), service.head, args.format, args.out)
     except AvatarError as err:
         print(f"error ({err.code}): {err.message}", file=sys.stderr)
         return 2
@@ -46,6 +52,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"{path} ({path.stat().st_size / 1e6:.2f} MB)")
     print(f"exported avatar {avatar_id} as {args.format} in {elapsed:.2f} s")
     return 0
+
+
+def _export_volume(service, avatar_id: str, format: str, out: Path) -> list[Path]:
+    from avatar_runtime.mesh.files import write_atomically
+
+    if out.suffix.lower() != ".glb" or format != "glb":
+        raise InvalidArgument("volume export writes glb only: use --format glb and a .glb --out")
+    files = service.export_mesh(avatar_id, "glb", source="volume")
+    write_atomically({out: next(iter(files.values()))})
+    return [out]
 
 
 def _create(service, image: Path) -> str:

@@ -245,7 +245,8 @@ class RuntimeHandlers:
             try:
                 started = time.perf_counter()
                 summary = self.service.create(req.image, req.name, req.reconstructor or "fit", progress,
-                                              more_images=list(req.more_images), video=req.video)
+                                              more_images=list(req.more_images), video=req.video,
+                                              refine=req.refine)
                 self.metrics.create_seconds.observe(time.perf_counter() - started)
                 events.put(pb.CreateAvatarEvent(avatar=avatar_to_proto(summary)))
             except BaseException as exc:  # handed to the caller's thread below

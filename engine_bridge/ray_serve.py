@@ -133,7 +133,8 @@ class AvatarReplica:
             await self.hold(avatar_id)
         return await asyncio.to_thread(getattr(self.service, method), *args, **kwargs)
 
-    async def create(self, image: bytes, name: str, reconstructor: str, more_images=(), video: bytes = b""):
+    async def create(self, image: bytes, name: str, reconstructor: str, more_images=(), video: bytes = b"",
+                     refine: str = ""):
         """Streams ("progress", stage, fraction) events, then ("avatar", summary)."""
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
@@ -142,7 +143,7 @@ class AvatarReplica:
             loop.call_soon_threadsafe(events.put_nowait, ("progress", stage, fraction))
 
         work = asyncio.ensure_future(asyncio.to_thread(self.service.create, image, name, reconstructor,
-                                                       progress, more_images, video))
+                                                       progress, more_images, video, refine))
         while not (work.done() and events.empty()):
             event = asyncio.ensure_future(events.get())
             await asyncio.wait({event, work}, return_when=asyncio.FIRST_COMPLETED)
@@ -181,14 +182,15 @@ class ServeAvatarService:
     # -- avatars -----------------------------------------------------------------------
     def create(self, image: bytes, name: str = "", reconstructor: str = "fit",
                progress: Callable[[str, float], None] = lambda stage, fraction: None,
-               more_images=(), video: bytes = b"") -> dict:
+               more_images=(), video: bytes = b"", refine: str = "") -> dict:
         image, more_images, video = bytes(image), [bytes(b) for b in more_images], bytes(video)
         # Routed where the avatar will live.
-        future_id = avatar_id_for(image, reconstructor, name, more_images, video)
+        future_id = avatar_id_for(image, reconstructor + (f"+{refine}" if refine else ""), name,
+                                  more_images, video)
         routed = self.handle.options(stream=True, multiplexed_model_id=future_id)
 
         def attempt() -> dict:
-            stream = routed.create.remote(image, name, reconstructor, more_images, video)
+            stream = routed.create.remote(image, name, reconstructor, more_images, video, refine)
             watchdog = threading.Timer(CREATE_TIMEOUT_S, stream.cancel)  # a stream has no timeout
             watchdog.daemon = True
             watchdog.start()

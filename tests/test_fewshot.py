@@ -166,3 +166,27 @@ def test_more_images_through_both_transports(service, astronaut, transport):
                                        progress=lambda stage, fraction: stages.append(stage))
     assert [v["source"] for v in summary["meta"]["views"]] == ["image", "image 2", "image 3"]
     assert "choosing views" in stages and stages[-1] == "done"
+
+
+def test_volume_refine_runs_on_the_cpu_and_exports(service, astronaut, tmp_path):
+    """The tiny preset: the per-person field is fitted to the views (its loss falls), stored
+    with the avatar and exported as a surface; the report says what it cost."""
+    from avatar_runtime.reconstruct.volume_refine import stored_field
+
+    photos = [encode_png(view(service, astronaut.id, yaw)) for yaw in (0, 25)]
+    summary = service.create(photos[0], "refined", more_images=photos[1:], refine="volume-tiny")
+    report = summary["meta"]["volume"]
+    print(f"volume refine (tiny): {report['steps']} steps, {report['seconds']:.1f} s, "
+          f"{report['ms_per_step']:.0f} ms/step, loss {report['first_loss']:.3f} -> {report['final_loss']:.3f}")
+    assert report["views"] == 2 and report["final_loss"] < 0.6 * report["first_loss"]
+    field = stored_field(service.avatar(summary["id"]).tensors)
+    assert field is not None and tuple(field.planes.shape) == (3, 8, 16, 16)
+    glb = next(iter(service.export_mesh(summary["id"], "glb", source="volume").values()))
+    assert glb[:4] == b"glTF" and len(glb) > 10_000
+    # Without a refined volume a fit avatar has no field to export.
+    from avatar_runtime.errors import Unimplemented
+
+    with pytest.raises(Unimplemented, match="refine"):
+        service.export_mesh(astronaut.id, "glb", source="volume")
+    with pytest.raises(Exception, match="unknown refine mode"):
+        service.create(photos[0], refine="nerf")

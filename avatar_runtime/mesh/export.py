@@ -70,9 +70,10 @@ def avatar_layers(avatar: Avatar, head: HeadModel) -> Layers:
 
 def _volume_glb(avatar: Avatar, format: str, field) -> bytes:
     """The extracted surface of a learned avatar's field as .glb bytes."""
-    if avatar.reconstructor != "portrait4d":
-        raise Unimplemented(f"volume export needs a portrait4d avatar; avatar {avatar.id!r} "
-                            f"was made by {avatar.reconstructor!r}")
+    if field is None and avatar.reconstructor != "portrait4d":
+        raise Unimplemented(f"volume export needs a portrait4d avatar or one created with refine "
+                            f"'volume'; avatar {avatar.id!r} was made by {avatar.reconstructor!r} "
+                            "without a refined volume")
     if format != "glb":
         raise InvalidArgument(f"volume export writes glb only, not {format!r}")
     if field is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from .portrait4d_source import face_crop
 from .texture import bake_texture, bake_views, current_texture, texel_map
 from .views import View
 
+if TYPE_CHECKING:  # torch: imported only when a volume is refined
+    from .volume_refine import VolumeRefineConfig
+
 log = logging.getLogger(__name__)
 Progress = Callable[[str, float], None]
 PHOTO_FOV_DEG = 12.0  # assumed: landmarks fix pose and shape; the FOV only sets how far away
@@ -49,7 +52,8 @@ class FitReconstructor:
 
     def create(self, rgb: np.ndarray, avatar_id: str, name: str = "",
                progress: Progress = lambda stage, fraction: None,
-               crop_size: int | None = None, more_views: Sequence[View] = ()) -> Avatar:
+               crop_size: int | None = None, more_views: Sequence[View] = (),
+               refine: VolumeRefineConfig | None = None) -> Avatar:
         """RGB uint8 [H, W, 3] -> Avatar (raises NoFaceFound).
 
         crop_size: also keep the face crop a learned reconstructor's encoders read, as
@@ -57,6 +61,7 @@ class FitReconstructor:
         more_views: other views of the same face (few-shot, `views.choose_views`): one
         identity is fitted to all of them and the texture fused from all; hair and bust
         come from `rgb`, the main view.
+        refine: also fit a per-person radiance field to the views (`volume_refine.py`).
         """
         rgb = fit_within(rgb, WORK_SIDE)
         h, w = rgb.shape[:2]
@@ -79,6 +84,7 @@ class FitReconstructor:
             fit = fits[0]
         else:
             fit = self.fitter.fit(face.landmarks, camera)
+            fits = [fit]
         progress("hair and shoulders", 0.5)
         rotation, translation = fit.rotation.astype(np.float32), fit.translation.astype(np.float32)
         shaped = self.head.shape(fit.identity, fit.expression)
@@ -99,6 +105,12 @@ class FitReconstructor:
                                    iris=iris_colour(rgb, face.landmarks))
         bust_tensors = self._fit_bust(shaped, fit, camera, rgb, person * content_mask(rgb, bands),
                                       head_placed)
+        volume, volume_report = {}, None
+        if refine is not None:
+            volume, volume_report = self._refine_volume(
+                refine, [(rgb, face.landmarks, fit, person)] + [
+                    (v.rgb, v.face.landmarks, f, self.analyzer.matte(v.rgb)) for v, f in zip(more_views, fits[1:])],
+                fit.identity, texture, hair_offset, progress)
         progress("calibrate", 0.85)
         bias = self.landmark_bias(avatar_mesh(self.head, {
             "identity": fit.identity, "texture": texture, "hair_offset": hair_offset, **bust_tensors}, {}))
@@ -112,6 +124,7 @@ class FitReconstructor:
             "landmark_bias": bias,
             "hair_offset": hair_offset.astype(np.float32),
             **bust_tensors,
+            **volume,
         }
         if crop_size is not None:
             tensors["source_image"] = face_crop(rgb, face.landmarks, crop_size)
@@ -126,7 +139,31 @@ class FitReconstructor:
                 "hands_found": len(hands),
                 "landmark_error_px_median": float(np.median(fit.error_px)),
                 "head_vertices": self.head.num_vertices,
+                **({"volume": volume_report} if volume_report else {}),
             })
+
+    def _refine_volume(self, config: VolumeRefineConfig, views, identity, texture, hair_offset,
+                       progress: Progress) -> dict:
+        """The refined field's tensors (see volume_refine.py); its report goes in meta."""
+        from dataclasses import asdict
+
+        from .volume_refine import RefineView, field_tensors, refine_volume
+
+        training = []
+        for rgb, landmarks, fit, person in views:
+            h, w = rgb.shape[:2]
+            head = hair_matte(rgb, landmarks, person).head
+            background = person < 0.5
+            camera = head_camera(fit.rotation, fit.translation, PHOTO_FOV_DEG, w, h)
+            training.append(RefineView(rgb, camera, head.astype(np.float32),
+                                       (head | background).astype(np.float32)))
+        guide = AvatarMesh(self.head, identity, texture, hair=hair_shell(self.head, hair_offset))
+        field_, report = refine_volume(training, guide, config,
+                                       lambda f: progress("volume refine", 0.72 + 0.12 * f))
+        log.info("volume refine: %d steps in %.1f s (%.0f ms/step on %s), loss %.4f -> %.4f",
+                 report.steps, report.seconds, report.ms_per_step, report.device,
+                 report.first_loss, report.final_loss)
+        return field_tensors(field_), {k: v for k, v in asdict(report).items() if k != "config"}
 
     def _placed_view(self, view: View, fit, camera: Camera, hair_offset: np.ndarray, rest: np.ndarray):
         """(vertices, photo, camera, matte) of one more view, for the texture's fusion."""
@@ -168,13 +205,20 @@ class FitReconstructor:
 def source_camera(avatar: Avatar) -> Camera:
     """The camera that took the avatar's photo, in the avatar's world (head at rest): what
     renders the avatar over its own photo (the photo reduced to `meta["image_size"]`)."""
-    rotation = np.asarray(avatar.tensors["source_rotation"], np.float64)
-    translation = np.asarray(avatar.tensors["source_translation"], np.float64)
+    w, h = avatar.meta["image_size"]
+    return head_camera(avatar.tensors["source_rotation"], avatar.tensors["source_translation"],
+                       float(avatar.meta.get("photo_fov_deg", PHOTO_FOV_DEG)), int(w), int(h))
+
+
+def head_camera(rotation: np.ndarray, translation: np.ndarray, fov_y_deg: float, width: int,
+                height: int) -> Camera:
+    """A photo's camera in the head's world, from the fit's head-to-camera rotation [3, 3]
+    and translation [3]."""
+    rotation = np.asarray(rotation, np.float64)
     c2w = np.eye(4)
     c2w[:3, :3] = rotation.T           # the head-to-camera transform, inverted
-    c2w[:3, 3] = -rotation.T @ translation
-    w, h = avatar.meta["image_size"]
-    return Camera(c2w, float(avatar.meta.get("photo_fov_deg", PHOTO_FOV_DEG)), int(w), int(h))
+    c2w[:3, 3] = -rotation.T @ np.asarray(translation, np.float64)
+    return Camera(c2w, fov_y_deg, width, height)
 
 
 def avatar_mesh(head: HeadModel, tensors: dict, meta: dict) -> AvatarMesh:

@@ -14,15 +14,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x61vatar/v1/avatar_runtime.proto\x12\tavatar.v1\"G\n\x06\x43\x61mera\x12\x0b\n\x03\x63\x32w\x18\x01 \x03(\x01\x12\x11\n\tfov_y_deg\x18\x02 \x01(\x02\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\"7\n\tLandmarks\x12\x0b\n\x03xyz\x18\x01 \x03(\x02\x12\r\n\x05width\x18\x02 \x01(\r\x12\x0e\n\x06height\x18\x03 \x01(\r\"\x1b\n\tEmbedding\x12\x0e\n\x06values\x18\x01 \x03(\x02\"\xf4\x01\n\x0bMotionFrame\x12\r\n\x05\x61rkit\x18\x01 \x03(\x02\x12\x15\n\rhead_rotation\x18\x02 \x03(\x02\x12\x18\n\x10head_translation\x18\x03 \x03(\x02\x12\x10\n\x08\x65ye_gaze\x18\x04 \x03(\x02\x12\x10\n\x08sequence\x18\x05 \x01(\x04\x12\x10\n\x08timecode\x18\x06 \x01(\x01\x12\x0f\n\x05image\x18\x07 \x01(\x0cH\x00\x12)\n\tlandmarks\x18\x08 \x01(\x0b\x32\x14.avatar.v1.LandmarksH\x00\x12)\n\tembedding\x18\t \x01(\x0b\x32\x14.avatar.v1.EmbeddingH\x00\x42\x08\n\x06source\"\xd4\x01\n\x05\x46rame\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x10\n\x08timecode\x18\x02 \x01(\x01\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\x12%\n\x08\x65ncoding\x18\x05 \x01(\x0e\x32\x13.avatar.v1.Encoding\x12\x0c\n\x04rgba\x18\x06 \x01(\x0c\x12\r\n\x05\x61lpha\x18\x07 \x01(\x0c\x12\r\n\x05\x64\x65pth\x18\x08 \x01(\x0c\x12\x0f\n\x07normals\x18\t \x01(\x0c\x12\x11\n\trender_ms\x18\n \x01(\x02\x12\x11\n\tencode_ms\x18\x0b \x01(\x02\">\n\tSmoothing\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12\x12\n\nmin_cutoff\x18\x02 \x01(\x02\x12\x0c\n\x04\x62\x65ta\x18\x03 \x01(\x02\"`\n\x06\x41vatar\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x15\n\rreconstructor\x18\x03 \x01(\t\x12\x12\n\ncreated_at\x18\x04 \x01(\x01\x12\x11\n\tmeta_json\x18\x05 \x01(\t\"m\n\x13\x43reateAvatarRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x15\n\rreconstructor\x18\x03 \x01(\t\x12\x13\n\x0bmore_images\x18\x04 \x03(\x0c\x12\r\n\x05video\x18\x05 \x01(\x0c\"+\n\x08Progress\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x10\n\x08\x66raction\x18\x02 \x01(\x02\"j\n\x11\x43reateAvatarEvent\x12\'\n\x08progress\x18\x01 \x01(\x0b\x32\x13.avatar.v1.ProgressH\x00\x12#\n\x06\x61vatar\x18\x02 \x01(\x0b\x32\x11.avatar.v1.AvatarH\x00\x42\x07\n\x05\x65vent\"%\n\x10GetAvatarRequest\x12\x11\n\tavatar_id\x18\x01 \x01(\t\"\x14\n\x12ListAvatarsRequest\"9\n\x13ListAvatarsResponse\x12\"\n\x07\x61vatars\x18\x01 \x03(\x0b\x32\x11.avatar.v1.Avatar\"(\n\x13\x44\x65leteAvatarRequest\x12\x11\n\tavatar_id\x18\x01 \x01(\t\"\x16\n\x14\x44\x65leteAvatarResponse\"l\n\rRenderOptions\x12%\n\x08\x65ncoding\x18\x01 \x01(\x0e\x32\x13.avatar.v1.Encoding\x12\r\n\x05\x64\x65pth\x18\x02 \x01(\x08\x12\x0f\n\x07normals\x18\x03 \x01(\x08\x12\x14\n\x0cjpeg_quality\x18\x04 \x01(\r\"\x9d\x01\n\x12RenderFrameRequest\x12\x11\n\tavatar_id\x18\x01 \x01(\t\x12&\n\x06motion\x18\x02 \x01(\x0b\x32\x16.avatar.v1.MotionFrame\x12!\n\x06\x63\x61mera\x18\x03 \x01(\x0b\x32\x11.avatar.v1.Camera\x12)\n\x07options\x18\x04 \x01(\x0b\x32\x18.avatar.v1.RenderOptions\"\x97\x01\n\x0b\x44riveHeader\x12\x11\n\tavatar_id\x18\x01 \x01(\t\x12!\n\x06\x63\x61mera\x18\x02 \x01(\x0b\x32\x11.avatar.v1.Camera\x12)\n\x07options\x18\x03 \x01(\x0b\x32\x18.avatar.v1.RenderOptions\x12\'\n\tsmoothing\x18\x04 \x01(\x0b\x32\x14.avatar.v1.Smoothing\"\n\n\x08\x44riveEnd\"\x8d\x01\n\x0c\x44riveRequest\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x16.avatar.v1.DriveHeaderH\x00\x12\'\n\x05\x66rame\x18\x02 \x01(\x0b\x32\x16.avatar.v1.MotionFrameH\x00\x12\"\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x13.avatar.v1.DriveEndH\x00\x42\x06\n\x04kind\"\x8c\x01\n\x0c\x44riveStarted\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\tavatar_id\x18\x02 \x01(\t\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\x12%\n\x08\x65ncoding\x18\x05 \x01(\x0e\x32\x13.avatar.v1.Encoding\x12\x0f\n\x07max_fps\x18\x06 \x01(\x02\"=\n\nFrameError\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"j\n\x0b\x44riveStatus\x12\x17\n\x0f\x66rames_received\x18\x01 \x01(\x04\x12\x17\n\x0f\x66rames_rendered\x18\x02 \x01(\x04\x12\x16\n\x0e\x66rames_dropped\x18\x03 \x01(\x04\x12\x11\n\telapsed_s\x18\x04 \x01(\x01\"\xb7\x01\n\rDriveResponse\x12)\n\x06header\x18\x01 \x01(\x0b\x32\x17.avatar.v1.DriveStartedH\x00\x12!\n\x05\x66rame\x18\x02 \x01(\x0b\x32\x10.avatar.v1.FrameH\x00\x12(\n\x06status\x18\x03 \x01(\x0b\x32\x16.avatar.v1.DriveStatusH\x00\x12&\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x15.avatar.v1.FrameErrorH\x00\x42\x06\n\x04kind\"Z\n\x12SolveMotionRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x11\n\tavatar_id\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12\x10\n\x08timecode\x18\x04 \x01(\x01\"d\n\x17\x43\x61librateNeutralRequest\x12\x11\n\tavatar_id\x18\x01 \x01(\t\x12\'\n\x07neutral\x18\x02 \x01(\x0b\x32\x16.avatar.v1.MotionFrame\x12\r\n\x05reset\x18\x03 \x01(\x08\"\x83\x01\n\x11\x45xportMeshRequest\x12\x11\n\tavatar_id\x18\x01 \x01(\t\x12&\n\x06motion\x18\x02 \x01(\x0b\x32\x16.avatar.v1.MotionFrame\x12\x13\n\x0b\x63hunk_bytes\x18\x03 \x01(\r\x12\x0e\n\x06\x66ormat\x18\x04 \x01(\t\x12\x0e\n\x06source\x18\x05 \x01(\t\"\x82\x01\n\tMeshChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x13\n\x0btotal_bytes\x18\x03 \x01(\x04\x12\x11\n\tmime_type\x18\x04 \x01(\t\x12\x11\n\tfile_name\x18\x05 \x01(\t\x12\x0e\n\x06sha256\x18\x06 \x01(\t\x12\x0c\n\x04last\x18\x07 \x01(\x08*A\n\x08\x45ncoding\x12\x10\n\x0c\x45NCODING_RAW\x10\x00\x12\x10\n\x0c\x45NCODING_PNG\x10\x01\x12\x11\n\rENCODING_JPEG\x10\x02\x32\x95\x05\n\rAvatarRuntime\x12N\n\x0c\x43reateAvatar\x12\x1e.avatar.v1.CreateAvatarRequest\x1a\x1c.avatar.v1.CreateAvatarEvent0\x01\x12;\n\tGetAvatar\x12\x1b.avatar.v1.GetAvatarRequest\x1a\x11.avatar.v1.Avatar\x12L\n\x0bListAvatars\x12\x1d.avatar.v1.ListAvatarsRequest\x1a\x1e.avatar.v1.ListAvatarsResponse\x12O\n\x0c\x44\x65leteAvatar\x12\x1e.avatar.v1.DeleteAvatarRequest\x1a\x1f.avatar.v1.DeleteAvatarResponse\x12>\n\x0bRenderFrame\x12\x1d.avatar.v1.RenderFrameRequest\x1a\x10.avatar.v1.Frame\x12>\n\x05\x44rive\x12\x17.avatar.v1.DriveRequest\x1a\x18.avatar.v1.DriveResponse(\x01\x30\x01\x12\x44\n\x0bSolveMotion\x12\x1d.avatar.v1.SolveMotionRequest\x1a\x16.avatar.v1.MotionFrame\x12N\n\x10\x43\x61librateNeutral\x12\".avatar.v1.CalibrateNeutralRequest\x1a\x16.avatar.v1.MotionFrame\x12\x42\n\nExportMesh\x12\x1c.avatar.v1.ExportMeshRequest\x1a\x14.avatar.v1.MeshChunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x61vatar/v1/avatar_runtime.proto\x12\tavatar.v1\"G\n\x06\x43\x61mera\x12\x0b\n\x03\x63\x32w\x18\x01 \x03(\x01\x12\x11\n\tfov_y_deg\x18\x02 \x01(\x02\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\"7\n\tLandmarks\x12\x0b\n\x03xyz\x18\x01 \x03(\x02\x12\r\n\x05width\x18\x02 \x01(\r\x12\x0e\n\x06height\x18\x03 \x01(\r\"\x1b\n\tEmbedding\x12\x0e\n\x06values\x18\x01 \x03(\x02\"\xf4\x01\n\x0bMotionFrame\x12\r\n\x05\x61rkit\x18\x01 \x03(\x02\x12\x15\n\rhead_rotation\x18\x02 \x03(\x02\x12\x18\n\x10head_translation\x18\x03 \x03(\x02\x12\x10\n\x08\x65ye_gaze\x18\x04 \x03(\x02\x12\x10\n\x08sequence\x18\x05 \x01(\x04\x12\x10\n\x08timecode\x18\x06 \x01(\x01\x12\x0f\n\x05image\x18\x07 \x01(\x0cH\x00\x12)\n\tlandmarks\x18\x08 \x01(\x0b\x32\x14.avatar.v1.LandmarksH\x00\x12)\n\tembedding\x18\t \x01(\x0b\x32\x14.avatar.v1.EmbeddingH\x00\x42\x08\n\x06source\"\xd4\x01\n\x05\x46rame\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x10\n\x08timecode\x18\x02 \x01(\x01\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\x12%\n\x08\x65ncoding\x18\x05 \x01(\x0e\x32\x13.avatar.v1.Encoding\x12\x0c\n\x04rgba\x18\x06 \x01(\x0c\x12\r\n\x05\x61lpha\x18\x07 \x01(\x0c\x12\r\n\x05\x64\x65pth\x18\x08 \x01(\x0c\x12\x0f\n\x07normals\x18\t \x01(\x0c\x12\x11\n\trender_ms\x18\n \x01(\x02\x12\x11\n\tencode_ms\x18\x0b \x01(\x02\">\n\tSmoothing\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12\x12\n\nmin_cutoff\x18\x02 \x01(\x02\x12\x0c\n\x04\x62\x65ta\x18\x03 \x01(\x02\"`\n\x06\x41vatar\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x15\n\rreconstructor\x18\x03 \x01(\t\x12\x12\n\ncreated_at\x18\x04 \x01(\x01\x12\x11\n\tmeta_json\x18\x05 \x01(\t\"}\n\x13\x43reateAvatarRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x15\n\rreconstructor\x18\x03 \x01(\t\x12\x13\n\x0bmore_images\x18\x04 \x03(\x0c\x12\r\n\x05video\x18\x05 \x01(\x0c\x12\x0e\n\x06refine\x18\x06 \x01(\t\"+\n\x08Progress\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x10\n\x08\x66raction\x18\x02 \x01(\x02\"j\n\x11\x43reateAvatarEvent\x12\'\n\x08progress\x18\x01 \x01(\x0b\x32\x13.avatar.v1.ProgressH\x00\x12#\n\x06\x61vatar\x18\x02 \x01(\x0b\x32\x11.avatar.v1.AvatarH\x00\x42\x07\n\x05\x65vent\"%\n\x10GetAvatarRequest\x12\x11\n\tavatar_id\x18\x01 \x01(\t\"\x14\n\x12ListAvatarsRequest\"9\n\x13ListAvatarsResponse\x12\"\n\x07\x61vatars\x18\x01 \x03(\x0b\x32\x11.avatar.v1.Avatar\"(\n\x13\x44\x65leteAvatarRequest\x12\x11\n\tavatar_id\x18\x01 \x01(\t\"\x16\n\x14\x44\x65leteAvatarResponse\"l\n\rRenderOptions\x12%\n\x08\x65ncoding\x18\x01 \x01(\x0e\x32\x13.avatar.v1.Encoding\x12\r\n\x05\x64\x65pth\x18\x02 \x01(\x08\x12\x0f\n\x07normals\x18\x03 \x01(\x08\x12\x14\n\x0cjpeg_quality\x18\x04 \x01(\r\"\x9d\x01\n\x12RenderFrameRequest\x12\x11\n\tavatar_id\x18\x01 \x01(\t\x12&\n\x06motion\x18\x02 \x01(\x0b\x32\x16.avatar.v1.MotionFrame\x12!\n\x06\x63\x61mera\x18\x03 \x01(\x0b\x32\x11.avatar.v1.Camera\x12)\n\x07options\x18\x04 \x01(\x0b\x32\x18.avatar.v1.RenderOptions\"\x97\x01\n\x0b\x44riveHeader\x12\x11\n\tavatar_id\x18\x01 \x01(\t\x12!\n\x06\x63\x61mera\x18\x02 \x01(\x0b\x32\x11.avatar.v1.Camera\x12)\n\x07options\x18\x03 \x01(\x0b\x32\x18.avatar.v1.RenderOptions\x12\'\n\tsmoothing\x18\x04 \x01(\x0b\x32\x14.avatar.v1.Smoothing\"\n\n\x08\x44riveEnd\"\x8d\x01\n\x0c\x44riveRequest\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x16.avatar.v1.DriveHeaderH\x00\x12\'\n\x05\x66rame\x18\x02 \x01(\x0b\x32\x16.avatar.v1.MotionFrameH\x00\x12\"\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x13.avatar.v1.DriveEndH\x00\x42\x06\n\x04kind\"\x8c\x01\n\x0c\x44riveStarted\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\tavatar_id\x18\x02 \x01(\t\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\x12%\n\x08\x65ncoding\x18\x05 \x01(\x0e\x32\x13.avatar.v1.Encoding\x12\x0f\n\x07max_fps\x18\x06 \x01(\x02\"=\n\nFrameError\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"j\n\x0b\x44riveStatus\x12\x17\n\x0f\x66rames_received\x18\x01 \x01(\x04\x12\x17\n\x0f\x66rames_rendered\x18\x02 \x01(\x04\x12\x16\n\x0e\x66rames_dropped\x18\x03 \x01(\x04\x12\x11\n\telapsed_s\x18\x04 \x01(\x01\"\xb7\x01\n\rDriveResponse\x12)\n\x06header\x18\x01 \x01(\x0b\x32\x17.avatar.v1.DriveStartedH\x00\x12!\n\x05\x66rame\x18\x02 \x01(\x0b\x32\x10.avatar.v1.FrameH\x00\x12(\n\x06status\x18\x03 \x01(\x0b\x32\x16.avatar.v1.DriveStatusH\x00\x12&\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x15.avatar.v1.FrameErrorH\x00\x42\x06\n\x04kind\"Z\n\x12SolveMotionRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x11\n\tavatar_id\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12\x10\n\x08timecode\x18\x04 \x01(\x01\"d\n\x17\x43\x61librateNeutralRequest\x12\x11\n\tavatar_id\x18\x01 \x01(\t\x12\'\n\x07neutral\x18\x02 \x01(\x0b\x32\x16.avatar.v1.MotionFrame\x12\r\n\x05reset\x18\x03 \x01(\x08\"\x83\x01\n\x11\x45xportMeshRequest\x12\x11\n\tavatar_id\x18\x01 \x01(\t\x12&\n\x06motion\x18\x02 \x01(\x0b\x32\x16.avatar.v1.MotionFrame\x12\x13\n\x0b\x63hunk_bytes\x18\x03 \x01(\r\x12\x0e\n\x06\x66ormat\x18\x04 \x01(\t\x12\x0e\n\x06source\x18\x05 \x01(\t\"\x82\x01\n\tMeshChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x13\n\x0btotal_bytes\x18\x03 \x01(\x04\x12\x11\n\tmime_type\x18\x04 \x01(\t\x12\x11\n\tfile_name\x18\x05 \x01(\t\x12\x0e\n\x06sha256\x18\x06 \x01(\t\x12\x0c\n\x04last\x18\x07 \x01(\x08*A\n\x08\x45ncoding\x12\x10\n\x0c\x45NCODING_RAW\x10\x00\x12\x10\n\x0c\x45NCODING_PNG\x10\x01\x12\x11\n\rENCODING_JPEG\x10\x02\x32\x95\x05\n\rAvatarRuntime\x12N\n\x0c\x43reateAvatar\x12\x1e.avatar.v1.CreateAvatarRequest\x1a\x1c.avatar.v1.CreateAvatarEvent0\x01\x12;\n\tGetAvatar\x12\x1b.avatar.v1.GetAvatarRequest\x1a\x11.avatar.v1.Avatar\x12L\n\x0bListAvatars\x12\x1d.avatar.v1.ListAvatarsRequest\x1a\x1e.avatar.v1.ListAvatarsResponse\x12O\n\x0c\x44\x65leteAvatar\x12\x1e.avatar.v1.DeleteAvatarRequest\x1a\x1f.avatar.v1.DeleteAvatarResponse\x12>\n\x0bRenderFrame\x12\x1d.avatar.v1.RenderFrameRequest\x1a\x10.avatar.v1.Frame\x12>\n\x05\x44rive\x12\x17.avatar.v1.DriveRequest\x1a\x18.avatar.v1.DriveResponse(\x01\x30\x01\x12\x44\n\x0bSolveMotion\x12\x1d.avatar.v1.SolveMotionRequest\x1a\x16.avatar.v1.MotionFrame\x12N\n\x10\x43\x61librateNeutral\x12\".avatar.v1.CalibrateNeutralRequest\x1a\x16.avatar.v1.MotionFrame\x12\x42\n\nExportMesh\x12\x1c.avatar.v1.ExportMeshRequest\x1a\x14.avatar.v1.MeshChunk0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'avatar.v1.avatar_runtime_pb2', _globals)
 if _descriptor._USE_C_DESCRIPTORS == False:
   DESCRIPTOR._options = None
-  _globals['_ENCODING']._serialized_start=2819
-  _globals['_ENCODING']._serialized_end=2884
+  _globals['_ENCODING']._serialized_start=2835
+  _globals['_ENCODING']._serialized_end=2900
   _globals['_CAMERA']._serialized_start=45
   _globals['_CAMERA']._serialized_end=116
   _globals['_LANDMARKS']._serialized_start=118
@@ -38,47 +38,47 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _globals['_AVATAR']._serialized_start=730
   _globals['_AVATAR']._serialized_end=826
   _globals['_CREATEAVATARREQUEST']._serialized_start=828
-  _globals['_CREATEAVATARREQUEST']._serialized_end=937
-  _globals['_PROGRESS']._serialized_start=939
-  _globals['_PROGRESS']._serialized_end=982
-  _globals['_CREATEAVATAREVENT']._serialized_start=984
-  _globals['_CREATEAVATAREVENT']._serialized_end=1090
-  _globals['_GETAVATARREQUEST']._serialized_start=1092
-  _globals['_GETAVATARREQUEST']._serialized_end=1129
-  _globals['_LISTAVATARSREQUEST']._serialized_start=1131
-  _globals['_LISTAVATARSREQUEST']._serialized_end=1151
-  _globals['_LISTAVATARSRESPONSE']._serialized_start=1153
-  _globals['_LISTAVATARSRESPONSE']._serialized_end=1210
-  _globals['_DELETEAVATARREQUEST']._serialized_start=1212
-  _globals['_DELETEAVATARREQUEST']._serialized_end=1252
-  _globals['_DELETEAVATARRESPONSE']._serialized_start=1254
-  _globals['_DELETEAVATARRESPONSE']._serialized_end=1276
-  _globals['_RENDEROPTIONS']._serialized_start=1278
-  _globals['_RENDEROPTIONS']._serialized_end=1386
-  _globals['_RENDERFRAMEREQUEST']._serialized_start=1389
-  _globals['_RENDERFRAMEREQUEST']._serialized_end=1546
-  _globals['_DRIVEHEADER']._serialized_start=1549
-  _globals['_DRIVEHEADER']._serialized_end=1700
-  _globals['_DRIVEEND']._serialized_start=1702
-  _globals['_DRIVEEND']._serialized_end=1712
-  _globals['_DRIVEREQUEST']._serialized_start=1715
-  _globals['_DRIVEREQUEST']._serialized_end=1856
-  _globals['_DRIVESTARTED']._serialized_start=1859
-  _globals['_DRIVESTARTED']._serialized_end=1999
-  _globals['_FRAMEERROR']._serialized_start=2001
-  _globals['_FRAMEERROR']._serialized_end=2062
-  _globals['_DRIVESTATUS']._serialized_start=2064
-  _globals['_DRIVESTATUS']._serialized_end=2170
-  _globals['_DRIVERESPONSE']._serialized_start=2173
-  _globals['_DRIVERESPONSE']._serialized_end=2356
-  _globals['_SOLVEMOTIONREQUEST']._serialized_start=2358
-  _globals['_SOLVEMOTIONREQUEST']._serialized_end=2448
-  _globals['_CALIBRATENEUTRALREQUEST']._serialized_start=2450
-  _globals['_CALIBRATENEUTRALREQUEST']._serialized_end=2550
-  _globals['_EXPORTMESHREQUEST']._serialized_start=2553
-  _globals['_EXPORTMESHREQUEST']._serialized_end=2684
-  _globals['_MESHCHUNK']._serialized_start=2687
-  _globals['_MESHCHUNK']._serialized_end=2817
-  _globals['_AVATARRUNTIME']._serialized_start=2887
-  _globals['_AVATARRUNTIME']._serialized_end=3548
+  _globals['_CREATEAVATARREQUEST']._serialized_end=953
+  _globals['_PROGRESS']._serialized_start=955
+  _globals['_PROGRESS']._serialized_end=998
+  _globals['_CREATEAVATAREVENT']._serialized_start=1000
+  _globals['_CREATEAVATAREVENT']._serialized_end=1106
+  _globals['_GETAVATARREQUEST']._serialized_start=1108
+  _globals['_GETAVATARREQUEST']._serialized_end=1145
+  _globals['_LISTAVATARSREQUEST']._serialized_start=1147
+  _globals['_LISTAVATARSREQUEST']._serialized_end=1167
+  _globals['_LISTAVATARSRESPONSE']._serialized_start=1169
+  _globals['_LISTAVATARSRESPONSE']._serialized_end=1226
+  _globals['_DELETEAVATARREQUEST']._serialized_start=1228
+  _globals['_DELETEAVATARREQUEST']._serialized_end=1268
+  _globals['_DELETEAVATARRESPONSE']._serialized_start=1270
+  _globals['_DELETEAVATARRESPONSE']._serialized_end=1292
+  _globals['_RENDEROPTIONS']._serialized_start=1294
+  _globals['_RENDEROPTIONS']._serialized_end=1402
+  _globals['_RENDERFRAMEREQUEST']._serialized_start=1405
+  _globals['_RENDERFRAMEREQUEST']._serialized_end=1562
+  _globals['_DRIVEHEADER']._serialized_start=1565
+  _globals['_DRIVEHEADER']._serialized_end=1716
+  _globals['_DRIVEEND']._serialized_start=1718
+  _globals['_DRIVEEND']._serialized_end=1728
+  _globals['_DRIVEREQUEST']._serialized_start=1731
+  _globals['_DRIVEREQUEST']._serialized_end=1872
+  _globals['_DRIVESTARTED']._serialized_start=1875
+  _globals['_DRIVESTARTED']._serialized_end=2015
+  _globals['_FRAMEERROR']._serialized_start=2017
+  _globals['_FRAMEERROR']._serialized_end=2078
+  _globals['_DRIVESTATUS']._serialized_start=2080
+  _globals['_DRIVESTATUS']._serialized_end=2186
+  _globals['_DRIVERESPONSE']._serialized_start=2189
+  _globals['_DRIVERESPONSE']._serialized_end=2372
+  _globals['_SOLVEMOTIONREQUEST']._serialized_start=2374
+  _globals['_SOLVEMOTIONREQUEST']._serialized_end=2464
+  _globals['_CALIBRATENEUTRALREQUEST']._serialized_start=2466
+  _globals['_CALIBRATENEUTRALREQUEST']._serialized_end=2566
+  _globals['_EXPORTMESHREQUEST']._serialized_start=2569
+  _globals['_EXPORTMESHREQUEST']._serialized_end=2700
+  _globals['_MESHCHUNK']._serialized_start=2703
+  _globals['_MESHCHUNK']._serialized_end=2833
+  _globals['_AVATARRUNTIME']._serialized_start=2903
+  _globals['_AVATARRUNTIME']._serialized_end=3564
 # @@protoc_insertion_point(module_scope)

@@ -116,18 +116,20 @@ class Avatar(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., reconstructor: _Optional[str] = ..., created_at: _Optional[float] = ..., meta_json: _Optional[str] = ...) -> None: ...
 
 class CreateAvatarRequest(_message.Message):
-    __slots__ = ("image", "name", "reconstructor", "more_images", "video")
+    __slots__ = ("image", "name", "reconstructor", "more_images", "video", "refine")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     RECONSTRUCTOR_FIELD_NUMBER: _ClassVar[int]
     MORE_IMAGES_FIELD_NUMBER: _ClassVar[int]
     VIDEO_FIELD_NUMBER: _ClassVar[int]
+    REFINE_FIELD_NUMBER: _ClassVar[int]
     image: bytes
     name: str
     reconstructor: str
     more_images: _containers.RepeatedScalarFieldContainer[bytes]
     video: bytes
-    def __init__(self, image: _Optional[bytes] = ..., name: _Optional[str] = ..., reconstructor: _Optional[str] = ..., more_images: _Optional[_Iterable[bytes]] = ..., video: _Optional[bytes] = ...) -> None: ...
+    refine: str
+    def __init__(self, image: _Optional[bytes] = ..., name: _Optional[str] = ..., reconstructor: _Optional[str] = ..., more_images: _Optional[_Iterable[bytes]] = ..., video: _Optional[bytes] = ..., refine: _Optional[str] = ...) -> None: ...
 
 class Progress(_message.Message):
     __slots__ = ("stage", "fraction")
