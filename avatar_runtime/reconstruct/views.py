@@ -28,6 +28,9 @@ YAW_CELL_DEG, PITCH_CELL_DEG = 12.0, 15.0
 NOSE_TIP, RIGHT_CHEEK_EDGE, LEFT_CHEEK_EDGE, CHIN = 1, 234, 454, 152
 EYES = (33, 263)
 LIPS = (13, 14)
+# Upper and lower lid midpoints and corners of each eye: an open eye's aperture is ~0.3 of
+# its width, a closed one's under 0.1.
+LIDS = ((159, 145, 33, 133), (386, 374, 362, 263))
 
 
 @dataclass
@@ -38,7 +41,7 @@ class View:
     sharpness: float
     yaw_deg: float           # rough, in MotionFrame's head-rotation convention
     pitch_deg: float         # rough, likewise
-    neutral: float           # 1 = mouth closed
+    neutral: float           # 1 = mouth closed and eyes open, 0 = mouth wide open or eyes shut
     occluded: bool           # a hand covers the face
 
     @property
@@ -111,10 +114,13 @@ def read_view(analyzer: FaceAnalyzer, rgb: np.ndarray, source: str) -> View | st
     down = (pts[NOSE_TIP, 1] - eyes_y) / max(pts[CHIN, 1] - eyes_y, 1.0)
     height = max(pts[CHIN, 1] - pts[10, 1], 1.0)
     mouth = abs(pts[LIPS[1], 1] - pts[LIPS[0], 1]) / height
+    aperture = min(np.linalg.norm(pts[up] - pts[down]) / max(np.linalg.norm(pts[a] - pts[b]), 1.0)
+                   for up, down, a, b in LIDS)
     # Scales read off renders of a known head turned by known angles (within ~3 deg to 30).
     return View(rgb, source, face, sharpness, yaw_deg=float(40.0 * (2 * across - 1)),
                 pitch_deg=float((down - 0.42) * 190.0),
-                neutral=float(np.clip(1 - mouth / 0.08, 0, 1)), occluded=occluded)
+                neutral=float(np.clip(1 - mouth / 0.08, 0, 1) * np.clip((aperture - 0.08) / 0.14, 0, 1)),
+                occluded=occluded)
 
 
 def choose_views(candidates: list[tuple[str, np.ndarray]], analyzer: FaceAnalyzer,
@@ -125,11 +131,7 @@ def choose_views(candidates: list[tuple[str, np.ndarray]], analyzer: FaceAnalyze
     for source, rgb in candidates:
         view = read_view(analyzer, rgb, source)
         (skipped.append({"source": source, "reason": view}) if isinstance(view, str) else read.append(view))
-    if not read:
-        raise NoFaceFound("no usable face in any of the images or video frames sent "
-                          f"({len(candidates)} read); " + "; ".join(
-                              f"{s['source']}: {s['reason']}" for s in skipped[:5]))
-    sharpest = max(v.sharpness for v in read)
+    sharpest = max((v.sharpness for v in read), default=0.0)
     usable = []
     for view in read:
         if view.source == main_source:  # the photo sent as the main view is always used
@@ -140,8 +142,14 @@ def choose_views(candidates: list[tuple[str, np.ndarray]], analyzer: FaceAnalyze
             skipped.append({"source": view.source, "reason": "blurred"})
         else:
             usable.append(view)
+    if not usable:
+        raise NoFaceFound("no usable face in any of the images or video frames sent "
+                          f"({len(candidates)} read); " + "; ".join(
+                              f"{s['source']}: {s['reason']}" for s in skipped[:5]))
+    # The main view: the sent photo, else the most frontal, sharp, neutral one (by yaw: the
+    # pitch reading depends on the face's own proportions).
     main = next((v for v in usable if v.source == main_source), None) or max(
-        usable, key=lambda v: v.score * np.cos(np.radians(min(np.hypot(v.yaw_deg, v.pitch_deg), 80))) ** 4)
+        usable, key=lambda v: v.score * v.neutral * np.cos(np.radians(min(abs(v.yaw_deg), 80))) ** 4)
     cells: dict[tuple[int, int], View] = {}
     for view in usable:
         if view is main:
