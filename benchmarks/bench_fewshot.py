@@ -105,7 +105,8 @@ def load_clip(wheel: Path, name: str, person: str, analyzer) -> Clip:
     usable = clip.usable
     for target in sorted(HELD_OUT_YAWS, key=lambda t: -abs(t)):  # the turned ones are rarer: first
         free = [i for i in usable if all(abs(i - h) > 2 * clip.near for h in clip.held_out.values())]
-        clip.held_out[target] = min(free, key=lambda i: abs(clip.yaw(i) - target))
+        if free:  # a short clip may have room for fewer
+            clip.held_out[target] = min(free, key=lambda i: abs(clip.yaw(i) - target))
     return clip
 
 
@@ -185,6 +186,12 @@ def print_scores(rows: list[tuple[str, str, int, float, Score]]) -> None:
             ids = [s.identity for s in found if not np.isnan(s.identity)]
             print(f"{kind:12s}{label:>6s}{np.mean([s.psnr for s in found]):7.2f}"
                   f"{np.mean([s.ssim for s in found]):7.3f}{figure(np.mean(ids) if ids else np.nan)}{len(found):4d}")
+    # The target: at +-30 the refined avatar closer than the one-photo one, in both.
+    single = {(c, t): s for c, k, t, _, s in rows if k == KINDS[0] and t}
+    for kind in KINDS[1:]:
+        pairs = [(s, single[c, t]) for c, k, t, _, s in rows if k == kind and t]
+        closer = sum(s.psnr > a.psnr and s.identity < a.identity for s, a in pairs)
+        print(f"at +-30, {kind} closer than {KINDS[0]} (higher PSNR and lower distance): {closer}/{len(pairs)}")
 
 
 def print_video_create(name: str, service: AvatarService, avatar_id: str, stages, total: float) -> None:
