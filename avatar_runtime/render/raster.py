@@ -90,8 +90,9 @@ def rasterize(x: np.ndarray, y: np.ndarray, q: np.ndarray, height: int, width: i
     zbuf = np.zeros(height * width, np.uint64)
     halves.scan(np.flatnonzero(first), zbuf)
     rest = np.flatnonzero(~first)
-    rest = rest[~_hidden_faces(zbuf, height, width, bounds[:, rest], q.max(0)[rest])]
-    halves.scan(rest, zbuf)
+    inv = _inverse_depths(zbuf).reshape(height, width)
+    rest = rest[~_hidden_faces(inv, bounds[:, rest], q.max(0)[rest])]
+    halves.scan(rest, zbuf, _row_minima(inv))
 
     face = (zbuf & _FACE_MASK).astype(np.intp)
     hit = zbuf != 0
@@ -143,8 +144,13 @@ class _Halves:
             self.edges[3:6, n:] = edge(1, 2)
         self.depth = np.stack([qa, qb, qc, q_lo, q_hi]).astype(np.float32)
 
-    def scan(self, faces: np.ndarray, zbuf: np.ndarray) -> None:
-        """Scan-convert faces [K] (indices) into zbuf [h * w] uint64 (max of keys)."""
+    def scan(self, faces: np.ndarray, zbuf: np.ndarray, row_minima: np.ndarray | None = None
+             ) -> None:
+        """Scan-convert faces [K] (indices) into zbuf [h * w] uint64 (max of keys).
+
+        row_minima (see _row_minima), of an earlier state of zbuf: spans that lie behind
+        it at every pixel are skipped (they would lose every depth test).
+        """
         n, width = self.n_faces, self.width
         halves = np.concatenate([faces, faces + n])
         halves = halves[self.n_rows[halves] > 0]
@@ -165,6 +171,9 @@ class _Halves:
         np.clip(c0, 0, width, out=c0)
         np.clip(c1, 0, width, out=c1)
         n_cols = np.fmax(c1 - c0, 0).astype(np.intp)           # fmax: nan -> 0
+        if row_minima is not None:  # empty spans go too
+            keep = np.flatnonzero(n_cols > 0)
+            row, yc, c0, n_cols, span_face = (a[keep] for a in (row, yc, c0, n_cols, span_face))
         # 1 / depth at the first and last centres, kept within the corners' range (the
         # plane of a near-degenerate triangle is ill-conditioned), and its step.
         p = np.take(self.depth, span_face, axis=1)                   # [5, S] float32
@@ -172,6 +181,17 @@ class _Halves:
         q_last = q_first + p[0] * np.maximum(n_cols - 1, 0)
         np.clip(q_first, p[3], p[4], out=q_first)
         np.clip(q_last, p[3], p[4], out=q_last)
+        if row_minima is not None:
+            # The span's nearest point against the z-buffer's farthest over its pixels:
+            # the minimum of [c0, c0 + n) is that of two overlapping runs of 2^level.
+            level = np.frexp(n_cols)[1] - 1
+            head_run = (level * (self.height * width) + row * width) + c0.astype(np.intp)
+            tail_run = head_run + (n_cols - np.left_shift(1, level))
+            behind = np.minimum(row_minima[head_run], row_minima[tail_run])
+            keep = np.flatnonzero(
+                behind <= np.maximum(q_first, q_last) * (1 + _CULL_MARGIN))
+            row, c0, n_cols, span_face, q_first, q_last = (
+                a[keep] for a in (row, c0, n_cols, span_face, q_first, q_last))
         dq = np.divide(q_last - q_first, n_cols - 1, out=np.zeros_like(q_first),
                        where=n_cols > 1)
         span_pixel = row * width + c0.astype(np.intp)
@@ -192,16 +212,35 @@ class _Halves:
         np.maximum.at(zbuf, pixel, key)
 
 
-def _hidden_faces(zbuf: np.ndarray, height: int, width: int, bounds: np.ndarray,
-                  q_max: np.ndarray) -> np.ndarray:
+def _inverse_depths(zbuf: np.ndarray) -> np.ndarray:
+    """The z-buffer's 1 / depth as float32 (0 where empty), without the face bits."""
+    return (zbuf & _DEPTH_MASK).view(np.float64).astype(np.float32)
+
+
+def _row_minima(inv: np.ndarray) -> np.ndarray:
+    """Flat [L * h * w] float32: level k holds the minimum of inv [h, w] over the
+    pixels [c, c + 2^k) of the row (cut at its end), for 2^k up to w."""
+    levels = [inv]
+    half = 1
+    while 2 * half <= inv.shape[1]:
+        prev = levels[-1]
+        level = prev.copy()
+        np.minimum(prev[:, :-half], prev[:, half:], out=level[:, :-half])
+        levels.append(level)
+        half *= 2
+    return np.stack(levels).ravel()
+
+
+def _hidden_faces(inv: np.ndarray, bounds: np.ndarray, q_max: np.ndarray) -> np.ndarray:
     """Which triangles the z-buffer hides entirely -> bool [K], a quick partial answer.
 
-    bounds [4, K] screen boxes, q_max [K] the largest corner 1 / depth (the nearest a
+    inv [h, w] the z-buffer's 1 / depth (see _inverse_depths), bounds [4, K] screen
+    boxes, q_max [K] the largest corner 1 / depth (the nearest a
     triangle gets). A triangle whose covered pixel centres fit in an s x s square, s in
     _SQUARES, is hidden when the minimum 1 / depth over that square (a min filter) is
     larger; larger triangles are never skipped.
     """
-    inv = (zbuf & _DEPTH_MASK).view(np.float64).astype(np.float32).reshape(height, width)
+    height, width = inv.shape
     c0 = np.clip(np.ceil(bounds[0] - 0.5), 0, width).astype(np.intp)   # centres covered:
     c1 = np.clip(np.ceil(bounds[1] - 0.5), 0, width).astype(np.intp)   # [c0, c1) x [r0, r1)
     r0 = np.clip(np.ceil(bounds[2] - 0.5), 0, height).astype(np.intp)
