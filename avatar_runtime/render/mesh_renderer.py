@@ -598,11 +598,12 @@ class MeshRenderer:
         # Only triangles that reach the window are scanned (a bust mostly below a
         # head-and-shoulders frame costs nothing); faces seen last time go first, so most
         # others are skipped as hidden.
-        onscreen = np.flatnonzero((x.max(0) >= 0) & (x.min(0) <= w) & (y.max(0) >= 0) & (y.min(0) <= h))
+        bounds = raster.corner_bounds(x, y)
+        onscreen = np.flatnonzero((bounds[1] >= 0) & (bounds[0] <= w) & (bounds[3] >= 0) & (bounds[2] <= h))
         first = None if self._seen is None else self._seen[onscreen]
         vis = raster.rasterize(x[:, onscreen], y[:, onscreen], q[:, onscreen], h, w, first=first)
         vis.face = np.append(onscreen, self.n_faces)[vis.face]
-        vis.bounds = np.stack([x.min(0), x.max(0), y.min(0), y.max(0)])
+        vis.bounds = bounds
         self._seen = np.bincount(vis.face.ravel(), minlength=self.n_faces + 1)[:-1] > 0
         with np.errstate(divide="ignore"):
             px_depth = np.reciprocal(vis.inv_depth)            # +inf where nothing is hit
