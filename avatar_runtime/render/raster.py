@@ -22,9 +22,11 @@ No triangle is culled by winding (open meshes show their insides), but most hidd
 triangles never need scanning: a first set goes first (the caller's hint, typically the
 triangles seen in the previous frame, or else the nearer of the two windings), and any
 other triangle is skipped when the z-buffer already holds something nearer than its
-nearest corner over a square covering its pixels (a min filter). Skipping only what
-provably loses the depth test keeps the result exact whatever the hint or the mesh's
-orientation.
+nearest corner over a square covering its pixels (a min filter), and of the others each
+span that is nearer nowhere than the z-buffer's farthest over its pixels (row minima):
+large hidden triangles, such as the far side of a hair shell and the scalp under it,
+cost spans instead of fragments. Skipping only what provably loses the depth test keeps
+the result exact whatever the hint or the mesh's orientation.
 """
 
 from __future__ import annotations
