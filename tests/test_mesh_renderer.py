@@ -508,6 +508,28 @@ def test_raster_result_does_not_depend_on_the_previous_frame():
         np.testing.assert_array_equal(again.normals, fresh.normals)
 
 
+def test_spans_behind_the_z_buffer_are_skipped_only_where_they_lose():
+    # A coarse cap of large triangles 3 mm over the top of a sphere (hair over a scalp).
+    # Faces not in the hint are scanned second, and their spans that lie behind the
+    # z-buffer at every pixel are skipped: with half the faces hinted at random, visible
+    # faces come second too, and the image still equals one ray per pixel.
+    inner, inner_faces, inner_uvs = uv_sphere()
+    outer, outer_faces, outer_uvs = uv_sphere(radius=0.103, resolution=8)
+    cap = (outer[outer_faces][:, :, 1] > 0.02).all(axis=1)
+    verts = np.concatenate([inner, outer])
+    faces = np.concatenate([inner_faces, outer_faces[cap] + len(inner)])
+    uvs = np.concatenate([inner_uvs, outer_uvs[cap]])
+    cam = Camera.orbit(20, 25, radius=1.0, width=SIZE, height=SIZE, target=(0, 0, 0))
+    ref = MeshRenderer(faces, uvs, checker_texture(), visibility="raycast").render(verts, cam)
+    renderer = MeshRenderer(faces, uvs, checker_texture())
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        renderer._seen = rng.random(len(faces)) < 0.5
+        diff = _compare(renderer.render(verts, cam), ref)
+        assert diff["coverage_off"] == 0 and diff["px_off"] == 0, diff
+        assert diff["rgba_max"] <= 1 and diff["depth_median"] < 1e-6, diff
+
+
 def test_scan_conversion_covers_each_centre_once_along_shared_edges():
     # Two triangles sharing a diagonal that passes exactly through pixel centres, and a
     # vertical edge exactly on a column of centres: every centre of the square belongs to
