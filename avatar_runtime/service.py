@@ -123,8 +123,6 @@ class AvatarService:
         if reconstructor not in RECONSTRUCTORS:
             raise InvalidArgument(f"unknown reconstructor {reconstructor!r}; available: "
                                   f"{', '.join(RECONSTRUCTORS)}")
-        if not image and not video:
-            raise InvalidArgument("send a photo (image) or a video; both are empty")
         progress("decode", 0.0)
         avatar_id = avatar_id_for(image, reconstructor + (f"+{refine}" if refine else ""), name,
                                   more_images, video)

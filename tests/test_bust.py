@@ -119,13 +119,19 @@ def test_the_head_turns_on_the_neck_without_tearing(service, astronaut):
     assert (alpha[rows, column] == 255).all()
 
 
-def test_the_hair_turns_rigidly_with_the_head(service, astronaut):
+def test_the_hair_turns_with_the_head_and_rides_on_the_skin(service, astronaut):
     avatar = astronaut[0]
     mesh = avatar_mesh(service.head, avatar.tensors, avatar.meta)
     n, h = service.head.num_vertices, mesh.hair.num_vertices
     rest = mesh.vertices(MotionFrame.neutral())[n:n + h]
+    # A raised brow lifts the fringe with the forehead under it.
+    raised = MotionFrame.from_weights({"browInnerUp": 1.0})
+    lift = mesh.vertices(raised)[n:n + h] - rest
+    skin = service.head.shape(avatar.tensors["identity"], raised.arkit) - service.head.shape(avatar.tensors["identity"])
+    np.testing.assert_allclose(lift, skin[mesh.hair.ids], atol=3e-4)
+    assert lift[:, 1].max() > 1e-3
     turned = mesh.vertices(MotionFrame.from_weights(
-        {"browInnerUp": 1.0}, head_rotation=euler_to_quat([0.3, -0.5, 0.1])))[n:n + h]
+        {}, head_rotation=euler_to_quat([0.3, -0.5, 0.1])))[n:n + h]
     pivot = service.head.head_pivot
     # Distances to the pivot and between hair vertices are kept (a rigid turn).
     np.testing.assert_allclose(np.linalg.norm(turned - pivot, axis=1), np.linalg.norm(rest - pivot, axis=1),

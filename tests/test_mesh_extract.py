@@ -160,5 +160,7 @@ def test_mesh_files_volume_source(head, field):
     with pytest.raises(InvalidArgument, match="unknown export source"):
         mesh_files(learned, head, "glb", "hull", source="points")
     fitted = Avatar(id="0123456789abcdef", name="fit", reconstructor="fit", tensors={})
-    with pytest.raises(Unimplemented, match="portrait4d"):
-        mesh_files(fitted, head, "glb", "hull", source="volume", field=field)
+    with pytest.raises(Unimplemented, match="portrait4d avatar or one created with refine"):
+        mesh_files(fitted, head, "glb", "hull", source="volume", field=None)
+    # A fit avatar with a refined volume (create refine="volume") exports its field.
+    assert mesh_files(fitted, head, "glb", "hull", source="volume", field=field)["hull.glb"][:4] == b"glTF"

@@ -4,7 +4,8 @@ An avatar stores `hair_offset` [V] (metres per head vertex, 0 off the hair). The
 the head's scalp triangles whose corners all carry hair, each vertex moved along its
 direction from the head's origin (the point between the ears at eye height); it keeps the
 head's UVs, so it shows the head texture, where the bake put the photo's hair at the
-shell's own height. It moves rigidly with the head bone.
+shell's own height. It turns with the head bone and rides on the skin under it (a fringe
+follows a raised brow); the .glb's hair mesh is rigid on the head joint.
 """
 
 from __future__ import annotations

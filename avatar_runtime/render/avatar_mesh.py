@@ -3,8 +3,8 @@
 The renderer draws one vertex array with one texture, so the layers are stacked: vertices
 [head | hair | bust], faces offset to match, and the atlas [head texture | bust texture]
 side by side (the hair shows the head texture, see head/hair.py). Per frame only the
-vertices change: the head deformed and posed, the hair turned rigidly with the head bone,
-the bust shaped under the head and welded to it.
+vertices change: the head deformed and posed, the hair on the skin under it turned with the
+head bone, the bust shaped under the head and welded to it.
 """
 
 from __future__ import annotations
@@ -25,8 +25,7 @@ class AvatarMesh:
                  bust_texture: np.ndarray | None = None, shoulders: np.ndarray | None = None):
         self.head, self.identity, self.hair, self.shoulders = head, identity, hair, shoulders
         self.bust = bust if bust is not None and bust_texture is not None else None
-        rest = head.shape(identity)
-        self._hair_rest = hair.vertices(rest) if hair is not None else np.zeros((0, 3), np.float32)
+        self._hair_count = hair.num_vertices if hair is not None else 0
         self.texture, scale_head, place_bust = _atlas(texture, bust_texture if self.bust else None)
         faces, uvs, glossy = [head.faces], [head.face_uvs * scale_head], [head.glossy_faces]
         if hair is not None:
@@ -34,7 +33,7 @@ class AvatarMesh:
             uvs.append(hair.face_uvs * scale_head)
             glossy.append(np.full(len(hair.faces), -1))
         if self.bust is not None:
-            faces.append(self.bust.faces + head.num_vertices + len(self._hair_rest))
+            faces.append(self.bust.faces + head.num_vertices + self._hair_count)
             uvs.append(place_bust(self.bust.face_uvs))
             glossy.append(np.full(len(self.bust.faces), -1))
         self.faces = np.concatenate(faces).astype(np.int32)
@@ -49,8 +48,10 @@ class AvatarMesh:
         posed = head.pose(shaped, rotation, motion.head_translation)
         parts = [posed]
         if self.hair is not None:
+            # The hair rides on the skin under it (a fringe follows a raised brow) and turns
+            # with the head bone.
             pivot = head.head_pivot
-            hair = (self._hair_rest - pivot) @ np.asarray(rotation, np.float32).T + pivot
+            hair = (self.hair.vertices(shaped) - pivot) @ np.asarray(rotation, np.float32).T + pivot
             parts.append(hair + np.asarray(motion.head_translation, np.float32))
         if self.bust is not None:
             body = self.bust.shape(shaped, self.identity, motion.arkit, self.shoulders)
@@ -63,7 +64,7 @@ class AvatarMesh:
         measured: the hair as at rest, the bust welded to this head's neck)."""
         parts = [head_vertices]
         if self.hair is not None:
-            parts.append(self._hair_rest)
+            parts.append(self.hair.vertices(head_vertices))
         if self.bust is not None:
             parts.append(self.bust.shape(head_vertices, self.identity, None, self.shoulders))
         return np.concatenate(parts) if len(parts) > 1 else head_vertices
