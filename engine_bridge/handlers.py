@@ -14,7 +14,7 @@ import queue
 import threading
 import time
 import uuid
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -46,6 +46,48 @@ def internal_error(exc: BaseException, request_id: str | None = None) -> AvatarE
     log.error("internal error (request %s)", request_id, exc_info=exc)
     return AvatarError(f"internal error (request id {request_id}); see the server log")
 
+
+
+_DONE = object()
+
+
+def _pipelined(items: Iterator, stopped: Callable[[], bool], poll_s: float = 0.1) -> Iterator:
+    """`items` produced on a worker thread, one item ahead of the consumer, in order; the
+    worker's exception is raised here. Closing this generator (the client left) lets the
+    worker finish once `stopped()` says so (the inbox is cancelled then)."""
+    handoff: queue.Queue = queue.Queue(maxsize=1)
+    closed = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not closed.is_set():
+                    try:
+                        handoff.put(item, timeout=poll_s)
+                        break
+                    except queue.Full:
+                        if stopped():
+                            return
+                if closed.is_set():
+                    return
+            handoff.put(_DONE)
+        except BaseException as exc:  # handed to the consumer below
+            handoff.put(exc)
+
+    worker = threading.Thread(target=produce, name="drive-render", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = handoff.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        closed.set()
+        with suppress(queue.Empty):
+            handoff.get_nowait()  # a worker blocked on a full hand-off sees `closed` next
 
 class CreateAbandoned(Exception):
     """Ends a CreateAvatar whose caller has gone (raised inside the work, never sent)."""
@@ -350,28 +392,16 @@ class RuntimeHandlers:
             yield pb.DriveResponse(header=pb.DriveStarted(
                 session_id=live.session_id, avatar_id=plan.avatar_id, width=plan.camera.width,
                 height=plan.camera.height, encoding=plan.options.encoding, max_fps=self.limits.max_fps))
-            smooth = plan.smoothing.filter()
             rendered = 0
-            for item, t0 in self._paced(inbox):
-                if not isinstance(item, Rejected):
-                    try:
-                        frame = smooth(self._motion(item, plan.avatar_id))
-                    except AvatarError as error:  # e.g. no face in an image frame: report, go on
-                        item = Rejected(item.sequence, error)
+            # Two stages: a worker renders the next frame while this generator encodes and
+            # hands over the last one (one rendered frame waits at most: latest-wins holds).
+            for item in _pipelined(self._rendered(plan, inbox, live), stopped=inbox.cancelled):
                 if isinstance(item, Rejected):
-                    inbox.commit()
-                    live.refused += 1
-                    self.metrics.frame_errors.labels(item.error.code).inc()
                     yield pb.DriveResponse(error=pb.FrameError(
                         sequence=item.sequence, code=item.error.code, message=item.error.message))
                     continue
-                out = self.service.render(plan.avatar_id, frame, plan.camera,
-                                          depth=plan.options.depth, normals=plan.options.normals)
-                render_ms = (time.perf_counter() - t0) * 1e3
-                inbox.commit()
+                frame, out, render_ms = item
                 rendered += 1
-                live.frame(out.rgba, render_ms)
-                self._tap(plan.avatar_id, frame)
                 wire = frame_to_proto(out, plan.options, frame.sequence, frame.timecode, render_ms)
                 self._count_frame("drive", wire)
                 yield pb.DriveResponse(frame=wire)
@@ -380,6 +410,29 @@ class RuntimeHandlers:
             yield pb.DriveResponse(status=pb.DriveStatus(
                 frames_received=inbox.received, frames_rendered=rendered, frames_dropped=dropped,
                 elapsed_s=time.perf_counter() - started))
+
+    def _rendered(self, plan: "DrivePlan", inbox: DriveInbox, live) -> Iterator:
+        """(motion, render, render ms) per frame of `inbox`, or a Rejected for a refused one."""
+        smooth = plan.smoothing.filter()
+        for item, t0 in self._paced(inbox):
+            if not isinstance(item, Rejected):
+                try:
+                    frame = smooth(self._motion(item, plan.avatar_id))
+                except AvatarError as error:  # e.g. no face in an image frame: report, go on
+                    item = Rejected(item.sequence, error)
+            if isinstance(item, Rejected):
+                inbox.commit()
+                live.refused += 1
+                self.metrics.frame_errors.labels(item.error.code).inc()
+                yield item
+                continue
+            out = self.service.render(plan.avatar_id, frame, plan.camera,
+                                      depth=plan.options.depth, normals=plan.options.normals)
+            render_ms = (time.perf_counter() - t0) * 1e3
+            inbox.commit()
+            live.frame(out.rgba, render_ms)
+            self._tap(plan.avatar_id, frame)
+            yield frame, out, render_ms
 
     def _count_frame(self, call: str, frame: pb.Frame) -> None:
         self.metrics.frames_rendered.labels(call).inc()
