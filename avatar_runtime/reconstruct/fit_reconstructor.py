@@ -99,10 +99,7 @@ class FitReconstructor:
         if more_views:
             views = [(head_placed, rgb, camera, matte)] + [
                 self._placed_view(v, f, c, hair_offset, rest) for v, f, c in zip(more_views, fits[1:], cameras[1:])]
-            # Neutral-looking views count more: the texture is the neutral face's.
-            trust = [1.0] + [max(v.neutral, 0.05) for v in more_views]
-            texture = bake_views(self.head, views, TEXTURE_SIZE, iris=iris_colour(rgb, face.landmarks),
-                                 trust=trust)
+            texture = bake_views(self.head, views, TEXTURE_SIZE, iris=iris_colour(rgb, face.landmarks))
         else:
             texture = bake_texture(self.head, head_placed, rgb, camera, matte, TEXTURE_SIZE,
                                    iris=iris_colour(rgb, face.landmarks))

@@ -117,24 +117,23 @@ def bake_texture(head: HeadModel, vertices: np.ndarray, photo: np.ndarray, camer
 
 
 def bake_views(head: HeadModel, views: list[tuple[np.ndarray, np.ndarray, Camera, np.ndarray | None]],
-               size: int = 1024, iris: np.ndarray | None = None,
-               trust: list[float] | None = None) -> np.ndarray:
+               size: int = 1024, iris: np.ndarray | None = None) -> np.ndarray:
     """One texture from several views [(vertices, photo, camera, matte)], the first the
     main one: each texel takes the views that see it, weighted by visibility to the fourth
     power (the most head-on view dominates, so misaligned views do not ghost), after each
     view's colours are matched to the main view's on the texels both see well (per-channel
-    gain: shots differ in exposure and white balance). trust [len(views)] scales each
-    view's weight (a smiling or blinking frame should not paint a neutral face's texels)."""
+    gain: shots differ in exposure and white balance). Weighting views by how neutral they
+    look was tried and measured worse on held-out frames (bench_fewshot)."""
     seen = [view_colours(head, v, photo, camera, matte, size) for v, photo, camera, matte in views]
     main_colours, main_weight = seen[0]
     total_w = np.zeros(len(main_weight), np.float64)
     total_c = np.zeros((len(main_weight), 3), np.float64)
-    for (colours, weight), k in zip(seen, trust or [1.0] * len(seen)):
+    for colours, weight in seen:
         both = (weight > 0.6) & (main_weight > 0.6)
         if both.sum() > 200:
             gain = np.median(main_colours[both], 0) / np.maximum(np.median(colours[both], 0), 1.0)
             colours = colours * np.clip(gain, 0.7, 1.4)
-        w = k * weight.astype(np.float64) ** 4
+        w = weight.astype(np.float64) ** 4
         total_w += w
         total_c += colours * w[:, None]
     colours = (total_c / np.maximum(total_w, 1e-12)[:, None]).astype(np.float32)
