@@ -15,7 +15,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from .avatar import Avatar
-from .errors import AvatarNotFound, FailedPrecondition, InvalidArgument, LimitExceeded
+from .errors import AvatarError, AvatarNotFound, FailedPrecondition, InvalidArgument, LimitExceeded
 from .faces.detector import FaceAnalyzer, shared_analyzer
 from .faces.image import decode_image
 from .head.model import HeadModel, load_head_model
@@ -153,11 +153,17 @@ class AvatarService:
         from .faces.image import fit_within
         from .reconstruct.views import choose_views, video_frames
 
+        def decoded(data: bytes, source: str) -> np.ndarray:
+            try:
+                return fit_within(decode_image(data, self.limits.image), WORK_SIDE)
+            except AvatarError as error:  # say which of the images it was
+                raise type(error)(f"{source}: {error.message}") from None
+
         candidates = []
         if image:
-            candidates.append(("image", fit_within(decode_image(image, self.limits.image), WORK_SIDE)))
+            candidates.append(("image", decoded(image, "image")))
         for k, data in enumerate(more_images, start=2):
-            candidates.append((f"image {k}", fit_within(decode_image(data, self.limits.image), WORK_SIDE)))
+            candidates.append((f"image {k}", decoded(data, f"image {k}")))
         if video:
             progress("video frames", 0.02)
             candidates += [(f"video frame {i}", rgb) for i, rgb in

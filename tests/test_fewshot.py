@@ -79,6 +79,20 @@ def test_no_usable_frame_is_a_clear_error(service, tmp_path):
         service.create(b"", video=video_bytes(blank, tmp_path / "blank.avi"))
 
 
+def test_bad_extra_views_get_clear_errors(service, astronaut):
+    from avatar_runtime.errors import InvalidArgument, LimitExceeded
+    from avatar_runtime.limits import Limits
+
+    photo = encode_png(view(service, astronaut.id, 0))
+    with pytest.raises(InvalidArgument, match="^image 3: the PNG is corrupt"):
+        service.create(photo, more_images=[photo, b"\x89PNG\r\n\x1a\n broken"])
+    with pytest.raises(InvalidArgument, match="video bytes could not be decoded"):
+        service.create(photo, video=b"not a video at all" * 100)
+    small = AvatarService(service.store.root, limits=Limits(max_video_bytes=1000), calibrate_after_create=False)
+    with pytest.raises(LimitExceeded, match="max_video_bytes"):
+        small.create(photo, video=b"\0" * 2000)
+
+
 def test_a_second_view_recovers_the_side_the_first_cannot_see(service, astronaut):
     """A mark painted on the left cheek of a known avatar: a photo turned away from it
     cannot show it (the side is filled from the mirror), a second photo that sees it can."""
