@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import zmq
 
-from avatar_runtime.errors import AvatarError, InvalidArgument, LimitExceeded
+from avatar_runtime.errors import AvatarError, InvalidArgument, LimitExceeded, Unavailable
 from avatar_runtime.service import AvatarService
 
 from . import codec
@@ -55,10 +55,6 @@ MAX_BACKLOG = 1024  # replies waiting for one peer (streams are bounded by their
 HEARTBEAT_IVL_MS, HEARTBEAT_TIMEOUT_MS = 5000, 45000
 BACKLOG_POLL_MS = 5
 CLOSE_LINGER_MS = 1000
-
-
-class _Unavailable(AvatarError):
-    code = "UNAVAILABLE"
 
 
 class _Credit:
@@ -296,7 +292,7 @@ class ZmqServer:
                 self._on_drive(route, request_id, body)
                 return
             if self._stopping.is_set() and kind != "Health":
-                raise _Unavailable("the server is shutting down; no new calls are accepted")
+                raise Unavailable("the server is shutting down; no new calls are accepted")
             self._dispatch(route, kind, request_id, body)
         except AvatarError as error:
             bad_input_log.warning("ZeroMQ request refused: %s %s", error.code, error.message[:200])
@@ -400,7 +396,7 @@ class ZmqServer:
                 raise InvalidArgument(f"no drive session with request_id {request_id!r} from this "
                                       "socket; send a Drive request with a header first")
             if self._stopping.is_set():
-                raise _Unavailable("the server is shutting down; no new calls are accepted")
+                raise Unavailable("the server is shutting down; no new calls are accepted")
             plan = self.handlers.start_drive(request.header)
             self._open_drive(key, route, request_id, plan)
             return

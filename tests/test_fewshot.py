@@ -204,3 +204,17 @@ def test_volume_refine_runs_on_the_cpu_and_exports(service, astronaut, tmp_path)
         service.export_mesh(astronaut.id, "glb", source="volume")
     with pytest.raises(Exception, match="unknown refine mode"):
         service.create(photos[0], refine="nerf")
+
+
+def test_a_video_that_does_not_say_its_length_is_still_read(service, astronaut, tmp_path, monkeypatch):
+    """Some streams (WebM from browsers) report no frame count: frames are read to the end."""
+    import avatar_runtime.reconstruct.views as views
+
+    class Uncounted(cv2.VideoCapture):
+        def get(self, prop):
+            return 0.0 if prop == cv2.CAP_PROP_FRAME_COUNT else super().get(prop)
+
+    monkeypatch.setattr(views.cv2, "VideoCapture", Uncounted)
+    frames = [view(service, astronaut.id, yaw) for yaw in (-15, 0, 15)] * 20  # 60 frames
+    read = views.video_frames(video_bytes(frames, tmp_path / "uncounted.avi"), 10**9, 512, count=8)
+    assert len(read) == 8 and read[0][0] == 0 and read[-1][0] == 59

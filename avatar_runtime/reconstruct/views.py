@@ -23,6 +23,7 @@ from ..faces.image import fit_within
 
 MAX_VIEWS = 10
 VIDEO_CANDIDATES = 40      # frames read from a video, evenly spaced
+MAX_UNCOUNTED_FRAMES = 1800  # read at most this many from a video that gives no frame count
 BLUR_RATIO = 0.35          # sharper than this fraction of the sharpest view's, or skipped
 YAW_CELL_DEG, PITCH_CELL_DEG = 12.0, 15.0
 NOSE_TIP, RIGHT_CHEEK_EDGE, LEFT_CHEEK_EDGE, CHIN = 1, 234, 454, 152
@@ -73,20 +74,26 @@ def video_frames(data: bytes, max_bytes: int, work_side: int,
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         capture = cv2.VideoCapture(path)
-        total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-        if not capture.isOpened() or total <= 0:
+        if not capture.isOpened():
             raise InvalidArgument("video bytes could not be decoded (send an MP4, MOV, AVI or "
                                   "WebM file's bytes)")
-        wanted = set(np.linspace(0, total - 1, min(count, total)).round().astype(int).tolist())
-        frames, index = [], 0
+        total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        # A stream that does not say how long it is (some WebM): read up to a cap, then pick.
+        last = total - 1 if total > 0 else MAX_UNCOUNTED_FRAMES - 1
+        wanted = set(np.linspace(0, last, min(count, last + 1)).round().astype(int).tolist())
+        read, index = [], 0
         while index <= max(wanted):
             ok, bgr = capture.read()
             if not ok:
                 break
-            if index in wanted:
-                frames.append((index, fit_within(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), work_side)))
+            if index in wanted or total <= 0:
+                read.append((index, bgr))
             index += 1
         capture.release()
+        if total <= 0 and read:  # evenly spaced over what was there
+            keep = np.linspace(0, len(read) - 1, min(count, len(read))).round().astype(int)
+            read = [read[k] for k in sorted(set(keep.tolist()))]
+        frames = [(i, fit_within(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), work_side)) for i, bgr in read]
     finally:
         os.unlink(path)
     if not frames:
