@@ -570,3 +570,17 @@ def test_edge_rays_against_nearby_triangles_match_the_whole_mesh(monkeypatch):
     np.testing.assert_array_equal(subset.rgba, whole.rgba)
     np.testing.assert_array_equal(subset.depth, whole.depth)
     np.testing.assert_array_equal(subset.normals, whole.normals)
+
+
+def test_texel_lookups_far_outside_the_texture_take_the_edge_and_do_not_crash():
+    """A sliver triangle's plane can put texel coordinates anywhere (1e30, nan): remap's
+    fixed-point maths must never see them; clamp-to-edge gives the border texel."""
+    from avatar_runtime.render.mesh_renderer import _remap_flat
+
+    texture = np.zeros((4, 4, 4), np.uint8)
+    texture[:, 0] = (10, 20, 30, 255)     # left column
+    texture[:, -1] = (200, 100, 50, 255)  # right column
+    texel = np.array([[-1e30 + 1.5j, 1e30 + 1.5j, complex(np.nan, 1.5), 3.0 + 1e38j]], np.complex64)
+    out = _remap_flat(texture, texel)
+    assert out[0, 0].tolist() == [10, 20, 30, 255] and out[0, 1].tolist() == [200, 100, 50, 255]
+    assert out[0, 2].tolist() == [10, 20, 30, 255] and out[0, 3].tolist() == [200, 100, 50, 255]

@@ -275,8 +275,12 @@ def _remap_flat(texture: np.ndarray, texel: np.ndarray) -> np.ndarray:
         flat = texel
     else:
         flat = np.pad(texel.ravel(), (0, (-texel.size) % _REMAP_ROW)).reshape(-1, _REMAP_ROW)
-    out = cv2.remap(texture, np.ascontiguousarray(flat).view(np.float32).reshape(*flat.shape, 2),
-                    None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    xy = np.array(flat, np.complex64, copy=True).view(np.float32).reshape(*flat.shape, 2)
+    # Far-off coordinates (a sliver triangle's plane, nan) overflow remap's fixed-point
+    # arithmetic and can crash it; past the edge the replicated border is the same colour.
+    h, w = texture.shape[:2]
+    np.fmin(np.fmax(xy, np.float32(-1.0), out=xy), np.array([w, h], np.float32), out=xy)
+    out = cv2.remap(texture, xy, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return out.reshape(-1, 4)[: texel.size].reshape(*shape, 4)
 
 
