@@ -30,3 +30,16 @@ def over_grey(rgba: np.ndarray) -> np.ndarray:
     """Straight-alpha RGBA -> RGB over mid grey (what a detector should see)."""
     alpha = rgba[..., 3:4].astype(np.float32) / 255
     return (rgba[..., :3] * alpha + 128 * (1 - alpha)).astype(np.uint8)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Let background work the tests started (response measurements, drive renders,
+    creates) finish before the interpreter shuts down: a daemon thread still inside native
+    rendering code while Python finalizes can crash the process after every test passed."""
+    import threading
+    import time
+
+    deadline = time.monotonic() + 60.0
+    for thread in threading.enumerate():
+        if thread.name in ("response-calibration", "drive-render", "create-avatar"):
+            thread.join(max(0.0, deadline - time.monotonic()))
