@@ -24,14 +24,13 @@ from .lru import LruCache
 from .mesh.export import mesh_files
 from .mesh.inputs import check_expression
 from .motion.calibration import ResponseCalibration
-from .motion.features import neutral_from_source
+from .motion.features import NUM_FEATURES, rendered_rest
 from .motion.frame import MotionFrame
 from .motion.pose import quat_to_matrix
 from .motion.response import ExpressionResponse
 from .motion.smoothing import MotionSmoother
 from .motion.solver import MotionSolver, Neutral
 from .reconstruct.fit_reconstructor import FitReconstructor, avatar_mesh
-from .reconstruct.fit import FitResult
 from .render.avatar_mesh import AvatarMesh
 from .render.camera import Camera
 from .render.mesh_renderer import MeshRenderer, RenderOutput
@@ -43,7 +42,9 @@ RECONSTRUCTORS = ("fit", "portrait4d")
 REFINE_MODES = ("", "volume", "volume-tiny")
 # Tensors of an avatar's neutral: features at rest (estimated from the source photo, or a
 # calibrated neutral frame's), that estimate kept, and a calibrated frame's fitted weights.
-NEUTRAL_FEATURES, SOURCE_NEUTRAL, NEUTRAL_WEIGHTS = "neutral_features", "source_neutral", "neutral_weights"
+# The avatar's render at rest as the detector reads it (features), and a calibration
+# frame's features and fitted weights when a client sent one.
+REST_FEATURES, NEUTRAL_FEATURES, NEUTRAL_WEIGHTS = "rest_features", "neutral_features", "neutral_weights"
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,7 @@ class AvatarService:
         if views:
             avatar.meta.update(views.report())
         avatar.reconstructor = reconstructor
-        avatar.tensors[NEUTRAL_FEATURES] = self._source_neutral(rgb, avatar)
+        avatar.tensors[REST_FEATURES] = _rest_features(avatar.tensors)
         self.store.put(avatar)
         if self._calibrate_after_create:
             self.calibration.start(avatar_id)
@@ -232,16 +233,17 @@ class AvatarService:
             yield frame, self.render(avatar_id, frame, camera)
 
     def solve_motion(self, image: bytes, avatar_id: str | None = None, sequence: int = 0,
-                     timecode: float = 0.0) -> MotionFrame:
-        """Image bytes -> ARKit weights + head pose (identity of `avatar_id` if given)."""
+                     timecode: float = 0.0, reading: str = "features") -> MotionFrame:
+        """Image bytes -> ARKit weights + head pose (identity of `avatar_id` if given).
+        reading: "features" for real faces, "fit" for the avatar's own renders (motion/solver.py)."""
         rgb = decode_image(image, self.limits.image)
         if avatar_id is None:
-            return self.solver.solve_image(rgb, None, sequence, timecode)
+            return self.solver.solve_image(rgb, None, sequence, timecode, reading=reading)
         tensors = self.store.get(avatar_id).tensors
         return self.solver.solve_image(rgb, tensors["identity"], sequence, timecode,
                                        bias=tensors.get("landmark_bias"),
                                        response=self.calibration.get(avatar_id),
-                                       neutral=_neutral_of(tensors))
+                                       neutral=_neutral_of(tensors), reading=reading)
 
     def solve_landmarks(self, avatar_id: str, landmarks: np.ndarray, width: int, height: int,
                         sequence: int = 0, timecode: float = 0.0) -> MotionFrame:
@@ -278,10 +280,9 @@ class AvatarService:
         return self.solve_landmarks(avatar_id, landmarks, width, height)
 
     def reset_neutral(self, avatar_id: str) -> None:
-        """Forget a calibrated neutral: back to the one estimated from the source photo."""
+        """Forget a calibrated neutral: back to the avatar's own render at rest."""
         avatar = self.store.get(avatar_id)
-        tensors = {k: v for k, v in avatar.tensors.items() if k != NEUTRAL_WEIGHTS}
-        tensors[NEUTRAL_FEATURES] = tensors.get(SOURCE_NEUTRAL, tensors.get(NEUTRAL_FEATURES))
+        tensors = {k: v for k, v in avatar.tensors.items() if k not in (NEUTRAL_FEATURES, NEUTRAL_WEIGHTS)}
         self.store.put(replace(avatar, tensors=tensors), replace_only=True)
 
     def motion_from_code(self, avatar_id: str, code: np.ndarray, sequence: int = 0,
@@ -360,20 +361,6 @@ class AvatarService:
             planes = driver.model.animate(driver.cache, motion_batch([motion], driver.device))
         return driver.model.field(planes[0])
 
-    def _source_neutral(self, rgb: np.ndarray, avatar: Avatar) -> np.ndarray:
-        """[F] the avatar's features at rest: the source photo's, less the expression the
-        fit read on it (motion/features.py)."""
-        from .reconstruct.fit_reconstructor import WORK_SIDE
-        from .faces.image import fit_within
-
-        landmarks = self.analyzer.landmarks(fit_within(rgb, WORK_SIDE)).landmarks
-        fit = FitResult(avatar.tensors["source_rotation"], np.zeros(3), avatar.tensors["identity"],
-                        avatar.tensors["source_expression"], np.zeros(len(landmarks)))
-        observed = self.solver.observe(landmarks, fit)
-        neutral = neutral_from_source(observed, avatar.tensors["source_expression"]).astype(np.float32)
-        avatar.tensors[SOURCE_NEUTRAL] = neutral
-        return neutral
-
     def _measure_response(self, avatar: Avatar, stop: threading.Event) -> ExpressionResponse | None:
         mesh = avatar_mesh(self.head, avatar.tensors, avatar.meta) if avatar.reconstructor == "fit" else None
         return self.solver.measure_response(avatar.tensors["identity"], avatar.tensors["texture"], stop,
@@ -414,12 +401,20 @@ def _refine_config(mode: str):
     return VolumeRefineConfig.tiny() if mode == "volume-tiny" else VolumeRefineConfig()
 
 
-def _neutral_of(tensors: dict) -> Neutral | None:
-    """The avatar's neutral (calibrated, else estimated at create); None for avatars
-    stored before neutrals existed: their solves read every channel from the fit."""
-    if NEUTRAL_FEATURES not in tensors:
-        return None
-    return Neutral(np.asarray(tensors[NEUTRAL_FEATURES], np.float64), tensors.get(NEUTRAL_WEIGHTS))
+def _neutral_of(tensors: dict) -> Neutral:
+    """The avatar's neutral: the calibration frame's, else its render at rest (computed
+    here for avatars stored without it, or with the features of an older release)."""
+    calibrated = tensors.get(NEUTRAL_FEATURES)
+    if calibrated is not None and len(calibrated) == NUM_FEATURES:
+        return Neutral(np.asarray(calibrated, np.float64), tensors.get(NEUTRAL_WEIGHTS))
+    rest = tensors.get(REST_FEATURES)
+    if rest is None or len(rest) != NUM_FEATURES:
+        rest = _rest_features(tensors)
+    return Neutral(np.asarray(rest, np.float64))
+
+
+def _rest_features(tensors: dict) -> np.ndarray:
+    return rendered_rest(tensors.get("identity"), tensors.get("landmark_bias")).astype(np.float32)
 
 
 def avatar_id_for(image: bytes, reconstructor: str, name: str = "", more_images: Sequence[bytes] = (),

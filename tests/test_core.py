@@ -69,10 +69,10 @@ def test_jaw_open_opens_the_mouth_as_mediapipe_sees_it(service, astronaut_id):
     assert after > before + 0.1
 
 
-def _solve(service, avatar_id, image):
-    """The avatar's own solve, as `solve_motion` runs it: identity fixed, its neutral
-    landmark reading as the base and its measured expression response."""
-    return service.solve_motion(encode_png(image), avatar_id)
+def _solve(service, avatar_id, image, reading="fit"):
+    """The avatar's own solve: identity fixed, its neutral landmark reading as the base and
+    its measured expression response, which is how the detector reads its renders."""
+    return service.solve_motion(encode_png(image), avatar_id, reading=reading)
 
 
 def test_solver_recovers_a_20_degree_yaw(service, astronaut_id):
@@ -111,6 +111,27 @@ def test_solver_round_trip_reads_the_main_channels(service, astronaut_id, weight
     errors_ = {m: round(float(solved[ARKIT_INDEX[m]] - weights.get(m, 0.0)), 3) for m in MAIN}
     print(f"{weights}: error per main channel {errors_}")
     assert all(abs(e) <= tolerance for e in errors_.values()), errors_
+
+
+def test_feature_reading_of_renders_is_ordered_and_at_rest_reads_zero(service, astronaut_id):
+    """The default reading (made for real faces, from the head's geometry) on our renders:
+    the avatar's rest reads ~0 on every main channel and each channel grows with its weight
+    (the detector under-reads a rendered blink or brow, so the size is not the truth)."""
+    def solved(**weights):
+        image = over_grey(service.render(astronaut_id, MotionFrame.from_weights(weights)).rgba)
+        return _solve(service, astronaut_id, image, reading="features").arkit
+
+    rest = solved()
+    print("rest", {m: round(float(rest[ARKIT_INDEX[m]]), 3) for m in MAIN})
+    assert all(rest[ARKIT_INDEX[m]] < 0.1 for m in MAIN)
+    for channel, half, full in (("eyeBlinkLeft", 0.5, 1.0), ("jawOpen", 0.3, 0.6),
+                                ("mouthSmileRight", 0.4, 0.8)):
+        a, b = solved(**{channel: half})[ARKIT_INDEX[channel]], solved(**{channel: full})[ARKIT_INDEX[channel]]
+        print(f"{channel}: {half} reads {a:.2f}, {full} reads {b:.2f}")
+        assert 0.1 < a < b, (channel, a, b)
+    with pytest.raises(ValueError, match="reading must be one of"):
+        _solve(service, astronaut_id, over_grey(service.render(astronaut_id, MotionFrame.neutral()).rgba),
+               reading="guess")
 
 
 def test_expression_response_is_measured_once_and_kept(tmp_path, astronaut_png):

@@ -22,6 +22,15 @@ from .response import GREY, ExpressionResponse, measure_response
 SOLVER_FOV_DEG = 12.0
 
 
+# How the main channels (blinks, lids, jaw, smiles, brows, gaze) are read:
+# "features": from identity-normalised ratios and the head model's own geometry
+#   (motion/features.py): what real faces are read with;
+# "fit": from the landmark fit through the avatar's measured response, i.e. how the
+#   detector reads this avatar's own renders. On those renders the detector sees lids
+#   half open at a full blink and brows that hardly move, which the response knows and
+#   the geometry does not; on real faces the response misleads (r 0.6 vs 0.95 on blinks).
+READINGS = ("features", "fit")
+
 class MotionSolver:
     """Solves one frame at a time; pass the previous result to warm-start video tracking."""
 
@@ -55,11 +64,11 @@ class MotionSolver:
                     sequence: int = 0, timecode: float = 0.0,
                     fov_y_deg: float = SOLVER_FOV_DEG, bias: np.ndarray | None = None,
                     response: ExpressionResponse | None = None,
-                    neutral: Neutral | None = None) -> MotionFrame:
+                    neutral: Neutral | None = None, reading: str = "features") -> MotionFrame:
         landmarks = self.analyzer.landmarks(rgb).landmarks
         return self.solve_landmarks(landmarks, rgb.shape[1], rgb.shape[0], identity,
                                     sequence, timecode, fov_y_deg, bias=bias,
-                                    response=response, neutral=neutral)[0]
+                                    response=response, neutral=neutral, reading=reading)[0]
 
     def solve_landmarks(self, landmarks: np.ndarray, width: int, height: int,
                         identity: np.ndarray | None = None, sequence: int = 0,
@@ -67,20 +76,24 @@ class MotionSolver:
                         previous: FitResult | None = None,
                         bias: np.ndarray | None = None,
                         response: ExpressionResponse | None = None,
-                        neutral: Neutral | None = None) -> tuple[MotionFrame, FitResult]:
+                        neutral: Neutral | None = None,
+                        reading: str = "features") -> tuple[MotionFrame, FitResult]:
         """landmarks [478, 2|3] pixels -> (MotionFrame, the fit). Identity None = template head;
         bias [478, 3] = the avatar's `landmark_bias` (its neutral face as the detector sees it);
         response = the avatar's measured expression response (default: the template's);
         neutral = the face at rest: its feature channels, eye gaze and calibrated channels
-        are read relative to it (without one, every channel is the landmark fit's)."""
+        are read relative to it (default: the template head at rest). reading: see READINGS."""
+        if reading not in READINGS:
+            raise ValueError(f"reading must be one of {READINGS}, got {reading!r}")
         if identity is None:
             identity = np.zeros(self.head.num_identity, np.float32)
         with single_blas_thread():  # a few dozen unknowns: threads cost more than they give
             fit = self._fit(landmarks, photo_camera(width, height, fov_y_deg), identity, previous,
                             bias, response)
-            arkit, gaze = fit.expression, None
-            if neutral is not None:
-                arkit, gaze = neutral.apply(self.observe(landmarks, fit), fit.expression)
+            # No avatar: read against the template head at rest.
+            neutral = neutral or Neutral(feature_model().template)
+            arkit, gaze = neutral.apply(self.observe(landmarks, fit), fit.expression,
+                                        read_features=reading == "features")
         frame = MotionFrame(arkit, head_rotation=matrix_to_quat(fit.rotation), eye_gaze=gaze,
                             sequence=sequence, timecode=timecode)
         return frame, fit
@@ -97,23 +110,27 @@ class MotionSolver:
 class Neutral:
     """A face at rest, what live motion is read against (as Live Link Face's calibration).
 
-    features [F]: its identity-normalised features; weights [52] or None: what the landmark
-    fit reads on it, subtracted from every fitted channel (a channel at w0 at rest maps
-    w0..1 to 0..1), and the feature channels (motion/features.py) then replace the fit's.
-    None until a neutral frame was sent: only the eye gaze is read from the features."""
+    features [F]: its identity-normalised features (a calibration frame's, else the
+    avatar's render at rest as the detector reads it); the feature channels
+    (motion/features.py) and the eye gaze are read relative to them. weights [52] or
+    None: what the landmark fit read on the calibration frame, subtracted from every
+    fitted channel (a channel at w0 at rest maps w0..1 to 0..1)."""
 
     features: np.ndarray
     weights: np.ndarray | None = None
 
-    def apply(self, observed: np.ndarray, fitted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(ARKit [52], eye gaze [4]) for features `observed` [F] and the fit's weights [52]."""
+    def apply(self, observed: np.ndarray, fitted: np.ndarray,
+              read_features: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """(ARKit [52], eye gaze [4]) for features `observed` [F] and the fit's weights [52]
+        (read_features False: every channel is the fit's)."""
         model = feature_model()
         arkit = np.asarray(fitted, np.float64).copy()
         if self.weights is not None:
-            # Calibrated on the driving face itself: its features are read against its own
-            # rest. Uncalibrated, the fit's channels are kept: the features' spans are the
-            # template's geometry, which the detector under-reads on rendered faces.
             rest = np.clip(self.weights, 0.0, 0.95)
             arkit = np.clip((arkit - rest) / (1.0 - rest), 0.0, 1.0)
+        # The feature channels replace the fit's: on real video they agree with an
+        # independent blendshape model far better (blinks r 0.6 -> 0.95, smiles 0.35 ->
+        # 0.9); the fit explains every point at once and lets one habit leak into others.
+        if read_features:
             arkit[CHANNEL_INDEX] = model.solve(observed, self.features)
         return arkit.astype(np.float32), model.gaze(observed, self.features)
