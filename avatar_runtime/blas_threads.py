@@ -1,27 +1,22 @@
-"""Run small linear algebra on one BLAS thread.
+"""numpy's OpenBLAS on one thread, set once when the runtime is imported.
 
 numpy's OpenBLAS splits even a 57 x 57 solve or a 1000 x 57 product across every core,
 and its threads spin while they wait for each other. On a 2-core machine that is also
-busy elsewhere, that makes the motion solver's per-frame algebra 3-10x slower and erratic
-(measured: benchmarks/bench_solve_speed.py). Inside `single_blas_thread()` numpy's
-OpenBLAS uses one thread; the previous count comes back when the last caller leaves.
-Other BLAS builds (MKL, Accelerate) are left alone.
+busy elsewhere, that made the motion solver's per-frame algebra 3-10x slower and erratic
+(measured: benchmarks/bench_solve_speed.py); nothing else the runtime does with numpy's
+BLAS is large enough to gain from threads (torch keeps its own). The count is
+process-wide and OpenBLAS does not support changing it while another thread is inside a
+BLAS call, so it is set once, at import, before the runtime starts any thread, and never
+switched per call. Other BLAS builds (MKL, Accelerate) are left alone.
 """
 
 from __future__ import annotations
 
 import ctypes
-import threading
-from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
-
-_lock = threading.Lock()
-_inside = 0
-_restore = 0
 
 
 @lru_cache(maxsize=1)
@@ -41,23 +36,18 @@ def _openblas():
     return None
 
 
-@contextmanager
-def single_blas_thread() -> Iterator[None]:
-    global _inside, _restore
+def blas_threads() -> int | None:
+    """numpy's OpenBLAS thread count (None: numpy is not on OpenBLAS)."""
+    blas = _openblas()
+    return None if blas is None else blas[0]()
+
+
+def set_blas_threads(count: int) -> int | None:
+    """Set numpy's OpenBLAS thread count; returns the previous one (None: not OpenBLAS).
+    Only while no other thread runs numpy algebra (start-up, single-threaded benchmarks)."""
     blas = _openblas()
     if blas is None:
-        yield
-        return
-    get, set_ = blas
-    with _lock:
-        if _inside == 0:
-            _restore = get()
-            set_(1)
-        _inside += 1
-    try:
-        yield
-    finally:
-        with _lock:
-            _inside -= 1
-            if _inside == 0:
-                set_(_restore)
+        return None
+    previous = blas[0]()
+    blas[1](count)
+    return previous

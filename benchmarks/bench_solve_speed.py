@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from solver_material import load_clips  # noqa: E402
 
-from avatar_runtime.blas_threads import single_blas_thread  # noqa: E402
+from avatar_runtime.blas_threads import set_blas_threads  # noqa: E402
 from avatar_runtime.faces.image import decode_image, encode_png  # noqa: E402
 from avatar_runtime.motion.expression_fit import ExpressionFitter  # noqa: E402
 from avatar_runtime.motion.solver import SOLVER_FOV_DEG, MotionSolver  # noqa: E402
@@ -97,10 +97,13 @@ def main() -> None:
 
         def fit(how, one_thread=True):
             def run(i):
-                if not one_thread:  # as the solver ran before it kept to one BLAS thread
+                if one_thread:  # as the runtime runs it (set at import)
                     return fits[how](seen[i][0], camera, identity, None, bias, response)
-                with single_blas_thread():  # as MotionSolver runs it
+                previous = set_blas_threads(os.cpu_count() or 1)  # as the solver ran before
+                try:
                     return fits[how](seen[i][0], camera, identity, None, bias, response)
+                finally:
+                    set_blas_threads(previous or 1)
             return run
 
         fitted = [fit("fast")(i) for i in range(len(seen))]

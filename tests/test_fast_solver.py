@@ -4,7 +4,6 @@ its neutral, on real and rendered faces."""
 
 from __future__ import annotations
 
-import threading
 
 import numpy as np
 import pytest
@@ -52,30 +51,16 @@ def test_feature_channels_are_the_bvls_answer():
         np.testing.assert_allclose(model.solve(observed, neutral), expected[:len(CHANNELS)], atol=1e-8)
 
 
-def test_one_blas_thread_inside_and_the_count_restored_after():
-    blas = blas_threads._openblas()
-    if blas is None:
+def test_the_runtime_keeps_numpy_blas_on_one_thread():
+    """Set once at import (never per call: OpenBLAS cannot change it under a running call)."""
+    if blas_threads.blas_threads() is None:
         pytest.skip("numpy is not built on OpenBLAS here")
-    get, _ = blas
-    before = get()
-    inside = []
-    entered = threading.Barrier(2)
-
-    def solve():
-        with blas_threads.single_blas_thread():
-            entered.wait()  # both threads inside at once
-            with blas_threads.single_blas_thread():
-                inside.append(get())
-            entered.wait()
-            inside.append(get())
-
-    workers = [threading.Thread(target=solve) for _ in range(2)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    assert inside == [1, 1, 1, 1]
-    assert get() == before
+    assert blas_threads.blas_threads() == 1
+    assert blas_threads.set_blas_threads(2) == 1
+    try:
+        assert blas_threads.blas_threads() == 2
+    finally:
+        assert blas_threads.set_blas_threads(1) == 2
 
 
 def _faces(service, avatar_id):

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..blas_threads import single_blas_thread
 from ..faces.detector import FaceAnalyzer
 from ..head.landmarks import load_landmark_embedding
 from ..head.model import HeadModel, load_head_model
@@ -87,13 +86,12 @@ class MotionSolver:
             raise ValueError(f"reading must be one of {READINGS}, got {reading!r}")
         if identity is None:
             identity = np.zeros(self.head.num_identity, np.float32)
-        with single_blas_thread():  # a few dozen unknowns: threads cost more than they give
-            fit = self._fit(landmarks, photo_camera(width, height, fov_y_deg), identity, previous,
-                            bias, response)
-            # No avatar: read against the template head at rest.
-            neutral = neutral or Neutral(feature_model().template)
-            arkit, gaze = neutral.apply(self.observe(landmarks, fit), fit.expression,
-                                        read_features=reading == "features")
+        fit = self._fit(landmarks, photo_camera(width, height, fov_y_deg), identity, previous,
+                        bias, response)
+        # No avatar: read against the template head at rest.
+        neutral = neutral or Neutral(feature_model().template)
+        arkit, gaze = neutral.apply(self.observe(landmarks, fit), fit.expression,
+                                    read_features=reading == "features")
         frame = MotionFrame(arkit, head_rotation=matrix_to_quat(fit.rotation), eye_gaze=gaze,
                             sequence=sequence, timecode=timecode)
         return frame, fit
