@@ -32,14 +32,27 @@ def over_grey(rgba: np.ndarray) -> np.ndarray:
     return (rgba[..., :3] * alpha + 128 * (1 - alpha)).astype(np.uint8)
 
 
-def pytest_sessionfinish(session, exitstatus):
-    """Let background work the tests started (response measurements, drive renders,
-    creates) finish before the interpreter shuts down: a daemon thread still inside native
-    rendering code while Python finalizes can crash the process after every test passed."""
+# The runtime's own background threads: response measurements, drive renders, creates.
+BACKGROUND_THREADS = ("response-calibration", "drive-render", "create-avatar")
+
+
+def wait_for_background_work(timeout: float = 120.0) -> None:
+    """Join the runtime's background threads the tests started (measurement workers end
+    once idle). In-process Blender (bpy) waits for this first: full runs crashed in the
+    garbage collector (a corrupted heap) only after bpy work had overlapped a background
+    measurement rendering in another Python thread; Blender expects one Python thread at
+    work. The real add-on never shares a process with the runtime."""
     import threading
     import time
 
-    deadline = time.monotonic() + 60.0
+    deadline = time.monotonic() + timeout
     for thread in threading.enumerate():
-        if thread.name in ("response-calibration", "drive-render", "create-avatar"):
+        if thread.name in BACKGROUND_THREADS and thread is not threading.current_thread():
             thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Let background work finish before the interpreter shuts down: a daemon thread
+    still inside native rendering code while Python finalizes can crash the process after
+    every test passed."""
+    wait_for_background_work(60.0)

@@ -36,6 +36,8 @@ from avatar_runtime.motion.pose import euler_to_quat  # noqa: E402
 from avatar_runtime.render.camera import Camera  # noqa: E402
 from engine_bridge.client import connect  # noqa: E402
 
+from conftest import wait_for_background_work  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 ADDON_PARENT = ROOT / "blender_addon"
 MODULE = "avatar_runtime_blender"
@@ -91,6 +93,7 @@ def oracle(runtime):
 # -- Blender -------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def ops(runtime):
+    wait_for_background_work()  # see conftest: bpy runs with no other Python thread at work
     bpy.ops.wm.read_factory_settings(use_empty=True)
     sys.path.insert(0, str(ADDON_PARENT))
     addon_utils.enable(MODULE, default_set=True, handle_error=_raise)

@@ -33,6 +33,8 @@ from avatar_runtime.mesh.rig import KEPT_BONES
 from avatar_runtime.motion.arkit import ARKIT_INDEX, ARKIT_NAMES, NUM_ARKIT
 from engine_bridge import cli
 
+from conftest import wait_for_background_work
+
 REPO_DIR = Path(__file__).resolve().parents[1]
 VALIDATOR_DIR = REPO_DIR / "tools" / "gltf-validator"
 JOINTS = tuple(KEPT_BONES.values())
@@ -296,10 +298,17 @@ def test_round_trip_texture_and_material(runtime, neutral_gltf):
 
 # -- real Blender ----------------------------------------------------------------------
 
+@pytest.fixture
+def blender(blender_scene):
+    wait_for_background_work()  # before each test's bpy calls too (see conftest)
+    return blender_scene
+
+
 @pytest.fixture(scope="module")
-def blender(neutral_glb):
+def blender_scene(neutral_glb):
     """bpy after importing the neutral glb into a fresh factory-settings scene."""
     bpy = pytest.importorskip("bpy")
+    wait_for_background_work()  # see conftest: bpy runs with no other Python thread at work
     bpy.ops.wm.read_factory_settings(use_empty=True)
     result = bpy.ops.import_scene.gltf(filepath=str(neutral_glb))
     assert result == {"FINISHED"}

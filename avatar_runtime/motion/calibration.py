@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 # Tensor names under which an avatar keeps its response.
 TRAVEL, LEVELS = "expression_response", "expression_response_levels"
 VIEW_BIAS, AZIMUTHS, ELEVATIONS = "view_bias", "view_bias_azimuths", "view_bias_elevations"
+IDLE_EXIT_S = 1.0  # a worker with nothing queued for this long ends; the next start() starts one
 Measure = Callable[[Avatar, threading.Event], "ExpressionResponse | None"]
 
 
@@ -58,7 +59,8 @@ class ResponseCalibration:
         self._lock = threading.Lock()
         self._queue: queue.Queue = queue.Queue()
         self._stop = threading.Event()
-        self._worker: threading.Thread | None = None  # started by the first measurement
+        self._worker: threading.Thread | None = None  # running while measurements are queued
+        self._atexit = False
 
     def start(self, avatar_id: str) -> Future:
         with self._lock:
@@ -72,7 +74,9 @@ class ResponseCalibration:
                     self._worker = threading.Thread(target=self._run, name="response-calibration",
                                                     daemon=True)
                     self._worker.start()
-                    atexit.register(_stop_worker, weakref.ref(self))
+                    if not self._atexit:
+                        atexit.register(_stop_worker, weakref.ref(self))
+                        self._atexit = True
             return future
 
     def get(self, avatar_id: str) -> ExpressionResponse:
@@ -95,12 +99,22 @@ class ResponseCalibration:
     def close(self, timeout: float = 5.0) -> None:
         self._stop.set()
         self._queue.put(None)
-        if self._worker is not None:
-            self._worker.join(timeout)
+        worker = self._worker
+        if worker is not None:
+            worker.join(timeout)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            avatar_id = self._queue.get()
+            try:
+                avatar_id = self._queue.get(timeout=IDLE_EXIT_S)
+            except queue.Empty:
+                # An idle worker ends rather than wait forever: no thread is left running
+                # (or blocking an exit) in a process that has nothing to measure.
+                with self._lock:
+                    if self._queue.empty():
+                        self._worker = None
+                        return
+                continue
             if avatar_id is None:
                 return
             with self._lock:
