@@ -39,6 +39,8 @@ def main(argv: list[str] | None = None) -> None:
     v.add_argument("--max-frames", type=int, help="frames per video at most")
     v.add_argument("--no-calibrate", action="store_true",
                    help="skip measuring each video avatar's expression response (~5 s/video)")
+    v.add_argument("--video-reading", choices=("features", "fit"), default="features",
+                   help="how expressions are read: 'fit' for clips rendered from our own avatars")
     v.add_argument("--real-source-prob", type=float, default=0.1,
                    help="probability that the real frame replaces the source view")
     v.add_argument("--real-target-prob", type=float, default=0.8,
@@ -55,7 +57,8 @@ def main(argv: list[str] | None = None) -> None:
                          seed=a.seed, device=a.device, videos=tuple(a.videos),
                          video_cache=a.video_cache, video_views=a.video_views,
                          video_frame_step=a.frame_step, video_max_frames=a.max_frames,
-                         video_calibrate=not a.no_calibrate, real_source_prob=a.real_source_prob,
+                         video_calibrate=not a.no_calibrate, video_reading=a.video_reading,
+                         real_source_prob=a.real_source_prob,
                          real_target_prob=a.real_target_prob, video_prob=a.video_prob)
     records = Trainer(config, a.out).run()
     evals = [(r["step"], r["heldout_psnr"]) for r in records if "heldout_psnr" in r]

@@ -71,7 +71,7 @@ from avatar_runtime.train.synthetic import SyntheticConfig, SyntheticHeads, View
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 _LOOK_AT = np.array(DEFAULT_TARGET, np.float64)  # where the synthetic cameras look (head frame)
 
 
@@ -96,6 +96,9 @@ class PseudoMultiViewConfig:
     calibrate: bool = True
     """Measure the avatar's expression response before solving (~5 s per video; the
     solver reads expressions better with it)."""
+    reading: str = "features"
+    """How expressions are read (motion/solver.py READINGS): "features" for real video,
+    "fit" for videos rendered from our own avatars (the detector under-reads those)."""
     max_error_percent: float = 4.0
     """Frames whose median landmark error exceeds this (per cent of the face size) are
     dropped as failed tracks."""
@@ -352,7 +355,8 @@ class VideoPreparer:
                     continue
                 h, w = rgb.shape[:2]
                 motion, fit = self.solver.solve_landmarks(landmarks, w, h, identity, previous=previous,
-                                                          bias=bias, response=response)
+                                                          bias=bias, response=response,
+                                                          reading=cfg.reading)
                 face = max(np.ptp(landmarks[:468, :2], axis=0).max(), 1.0)
                 if 100 * float(np.median(fit.error_px)) / face > cfg.max_error_percent:
                     dropped["bad fit"] += 1

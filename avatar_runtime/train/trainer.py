@@ -74,6 +74,8 @@ class TrainConfig:
     video_max_frames: int | None = None
     video_calibrate: bool = True
     """Measure each video avatar's expression response before solving its frames."""
+    video_reading: str = "features"
+    """How the videos' expressions are read: "fit" for clips rendered from our avatars."""
     weights: LossWeights = field(default_factory=LossWeights)
 
 
@@ -112,7 +114,7 @@ class Trainer:
         c = self.config
         pmv = PseudoMultiViewConfig(image_size=image_size, low_size=low_size, views=c.video_views,
                                     frame_step=c.video_frame_step, max_frames=c.video_max_frames,
-                                    calibrate=c.video_calibrate, seed=c.seed)
+                                    calibrate=c.video_calibrate, reading=c.video_reading, seed=c.seed)
         cache = Path(c.video_cache) if c.video_cache else self.out / "video_cache"
         return PseudoMultiView.from_videos(c.videos, cache, pmv, head=self.data.gen.head)
 
