@@ -52,11 +52,12 @@ def wait_for_background_work(timeout: float = 120.0) -> None:
 
 
 def pytest_runtest_teardown(item, nextitem):
-    """Collect cyclic garbage at every test boundary, in the main thread. Without it the
-    full suite crashed now and then inside the garbage collector (segfault in a pass that
-    another test's thread happened to trigger, a corrupted heap); with it full runs pass.
-    Unexplained: cycles holding native handles (sockets, graphs, Blender data) freed at an
-    arbitrary point in an arbitrary thread are the suspects. ~3 minutes over the suite."""
+    """Collect cyclic garbage at every test boundary, in the main thread, so that cycles
+    holding native handles (sockets, graphs, Blender data) are freed at a known point and
+    not in whichever thread happens to trigger a collection. Full runs crashed now and then
+    inside the garbage collector (a corrupted heap), with and without this; every crash came
+    after bpy had been imported in the process, which is why `make test` runs the Blender
+    tests in a pytest process of their own. The root cause is not known. ~3 min per run."""
     import gc
 
     gc.collect()
