@@ -26,6 +26,7 @@ from avatar_runtime.errors import AvatarNotFound, InvalidArgument, Unimplemented
 from avatar_runtime.faces.image import encode_png
 from avatar_runtime.mesh import files as mesh_files
 from avatar_runtime.mesh.export import FORMATS, export_avatar
+from avatar_runtime.head.hair_curtain import COLUMNS, ROWS
 from avatar_runtime.head.model import EYE_LEFT, EYE_RIGHT, MOUTH_INTERIOR, TEETH
 from avatar_runtime.mesh.geometry import split_seams, vertex_normals
 from avatar_runtime.mesh.gltf import PRIMITIVES
@@ -34,6 +35,7 @@ from avatar_runtime.motion.arkit import ARKIT_INDEX, ARKIT_NAMES, NUM_ARKIT
 from engine_bridge import cli
 
 from conftest import wait_for_background_work
+from texture_cases import with_long_hair
 
 REPO_DIR = Path(__file__).resolve().parents[1]
 VALIDATOR_DIR = REPO_DIR / "tools" / "gltf-validator"
@@ -80,6 +82,21 @@ def neutral_glb(runtime, out_dir) -> Path:
 def smile_glb(runtime, out_dir, smile) -> Path:
     path = out_dir / "smile.glb"
     export_avatar(runtime.avatar, runtime.head, "glb", path, expression=smile)
+    return path
+
+
+@pytest.fixture(scope="module")
+def long_hair_glb(runtime, out_dir) -> Path:
+    """The astronaut with long hair (texture_cases.with_long_hair): hair shell + curtain."""
+    from avatar_runtime.faces.hair_matte import hair_matte
+
+    service, rgb = runtime.service, data.astronaut()
+    landmarks = service.analyzer.landmarks(rgb).landmarks
+    photo, _ = with_long_hair(rgb, landmarks, hair_matte(rgb, landmarks, service.analyzer.matte(rgb)).mask)
+    avatar = service.avatar(service.create(encode_png(photo), name="long")["id"])
+    assert "hair_curtain" in avatar.tensors
+    path = out_dir / "long.glb"
+    export_avatar(avatar, runtime.head, "glb", path)
     return path
 
 
@@ -140,6 +157,23 @@ def test_glb_passes_khronos_validator(which, request):
     assert info["hasSkins"] and info["hasMorphTargets"] and info["hasTextures"]
     # The head's three primitives, then the hair and the body (the astronaut has both).
     assert info["maxInfluences"] == 4 and info["drawCallCount"] == len(PRIMITIVES) + 2
+
+
+def test_long_hair_exports_as_a_second_hair_primitive(long_hair_glb):
+    report = run_validator(long_hair_glb)
+    assert report["issues"]["numErrors"] == 0 and report["issues"]["numWarnings"] == 0, (
+        json.dumps(report["issues"]["messages"], indent=1))
+    assert report["info"]["drawCallCount"] == len(PRIMITIVES) + 3
+    gltf = gl.GLTF2.load_from_bytes(long_hair_glb.read_bytes())
+    hair = next(m for m in gltf.meshes if m.name == "long_hair")
+    shell, curtain = (gltf.materials[p.material] for p in hair.primitives)
+    assert (shell.name, curtain.name) == ("long_hair", "long_hair_long")
+    assert curtain.doubleSided and not shell.doubleSided  # its inner face is seen beside the neck
+    own = curtain.pbrMetallicRoughness.baseColorTexture.index
+    assert own != shell.pbrMetallicRoughness.baseColorTexture.index
+    head = JOINTS.index("head")
+    joints, weights = (read_accessor(gltf, getattr(hair.primitives[1].attributes, a)) for a in ("JOINTS_0", "WEIGHTS_0"))
+    assert (joints[:, 0] == head).all() and (weights[:, 0] == 1).all() and (weights[:, 1:] == 0).all()
 
 
 # -- round trip through pygltflib ---------------------------------------------------------
@@ -398,6 +432,28 @@ def test_blender_jaw_open_moves_the_chin_down_only(blender, runtime, rest):
     assert (moved[at_chin, 1] < -0.01).all()  # more than 1 cm down
     top = np.linalg.norm(before - rest[np.argmax(rest[:, 1])], axis=1) < 1e-5
     assert top.any() and np.abs(moved[top]).max() < 1e-7
+
+
+def test_blender_imports_long_hair_with_both_hair_materials(long_hair_glb):
+    """Last of the Blender tests: it replaces the scene the others share."""
+    bpy = pytest.importorskip("bpy")
+    wait_for_background_work()
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    assert bpy.ops.import_scene.gltf(filepath=str(long_hair_glb)) == {"FINISHED"}
+    hair = next(o for o in blender_meshes(bpy) if o.name == "long_hair")
+    assert [s.material.name for s in hair.material_slots] == ["long_hair", "long_hair_long"]
+    for slot in hair.material_slots:
+        assert any(n.type == "TEX_IMAGE" and n.image is not None for n in slot.material.node_tree.nodes)
+    assert not hair.material_slots[1].material.use_backface_culling
+    weighted = {hair.vertex_groups[g.group].name for v in hair.data.vertices for g in v.groups if g.weight > 0}
+    assert weighted == {"head"}
+    # The curtain's faces are those with the second material: they hang below the head.
+    curtain = [p for p in hair.data.polygons if p.material_index == 1]
+    assert len(curtain) == 2 * (ROWS - 1) * (COLUMNS - 1)
+    lowest = min(hair.data.vertices[i].co.z for p in curtain for i in p.vertices)
+    shell_lowest = min(hair.data.vertices[i].co.z for p in hair.data.polygons if p.material_index == 0
+                       for i in p.vertices)
+    assert lowest < shell_lowest - 0.05
 
 
 # -- OBJ and PLY --------------------------------------------------------------------------

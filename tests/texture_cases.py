@@ -1,5 +1,6 @@
-"""Degraded portraits for the texture-bake tests and benchmark: letterbox bands and a hand
-over the jaw, made from a clean photo and its landmarks (no downloaded images)."""
+"""Altered portraits for the texture-bake and long-hair tests and benchmark: letterbox
+bands, a hand over the jaw, long hair hanging beside the neck, made from a clean photo
+and its landmarks (no downloaded images)."""
 
 from __future__ import annotations
 
@@ -56,3 +57,35 @@ def with_hand(rgb: np.ndarray, landmarks: np.ndarray, tone=HAND_TONE) -> tuple[n
     hand += np.random.default_rng(1).normal(0, 3, hand.shape)
     out = rgb.astype(np.float32) * (1 - mask[..., None]) + hand * mask[..., None]
     return np.clip(out, 0, 255).astype(np.uint8), mask
+
+
+def with_long_hair(rgb: np.ndarray, landmarks: np.ndarray, hair: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(photo whose own hair falls from the temples over the ears to below the chin on
+    both sides, widening as it falls; the added hair's mask [H, W] bool). `hair` [H, W]
+    bool is the photo's hair: a strip of its crown, stretched downward, is the strands."""
+    h, w = rgb.shape[:2]
+    right, left = landmarks[234, :2], landmarks[454, :2]
+    chin, top = landmarks[152, :2], landmarks[10, :2]
+    face_h = float(chin[1] - top[1])
+    crown = np.flatnonzero(hair.sum(1) > 0.6 * (left[0] - right[0]))[0]
+    cols = np.flatnonzero(hair[crown + 5])
+    strip = rgb[crown + 2:crown + 2 + int(0.25 * face_h), cols[0] + 5:cols[-1] - 5]
+    start, bottom = int(top[1] + 0.35 * face_h), int(min(h - 1, chin[1] + face_h))
+    strands = cv2.resize(strip.transpose(1, 0, 2), (bottom - start, int(0.45 * face_h))).transpose(1, 0, 2)
+    out, added = rgb.astype(np.float32), np.zeros((h, w), bool)
+    fall = np.sqrt(np.linspace(0, 1, bottom - start))
+    for edge, side in ((right, -1), (left, 1)):
+        mask = np.zeros((h, w), np.float32)
+        inner = edge[0] - side * 0.02 * face_h
+        outer = edge[0] + side * (0.12 + 0.25 * fall) * face_h
+        for y, x in zip(range(start, bottom), outer):
+            lo, hi = sorted((int(inner), int(x)))
+            mask[y, max(lo, 0):min(hi, w)] = 1
+        added |= mask > 0
+        mask = cv2.GaussianBlur(mask, (0, 0), 1.5)[..., None]
+        canvas = np.zeros_like(out)
+        x0 = int(min(inner, edge[0] + side * 0.37 * face_h))
+        width = min(strands.shape[1], w - x0)
+        canvas[start:bottom, x0:x0 + width] = strands[:, :width]
+        out = out * (1 - mask) + canvas * mask
+    return np.clip(out, 0, 255).astype(np.uint8), added

@@ -16,14 +16,16 @@ import numpy as np
 
 FOREHEAD_TOP, CHIN, RIGHT_CHEEK_EDGE, LEFT_CHEEK_EDGE = 10, 152, 234, 454
 CHEEKS = (50, 280)  # mid-cheek landmarks: skin samples
-# Hair may hang this far below the chin (in face heights) beside the neck.
+# The head's silhouette takes hair down to this far below the chin (in face heights);
+# long hair is followed further down, in unbroken runs (the curtain's fit).
 BELOW_CHIN = 0.35
+HANGING_BELOW_CHIN = 1.6
 
 
 @dataclass(frozen=True)
 class HairMatte:
-    mask: np.ndarray        # [H, W] bool: hair pixels
-    head: np.ndarray        # [H, W] bool: hair or face (the head's silhouette in the photo)
+    mask: np.ndarray        # [H, W] bool: hair pixels, long hair included
+    head: np.ndarray        # [H, W] bool: face, or hair down to BELOW_CHIN (the head's silhouette)
     colour: np.ndarray      # [3] RGB median of the hair (the skin's when bald)
     present: bool           # False: bald or shaved, or no hair could be seen
 
@@ -55,7 +57,7 @@ def hair_matte(rgb: np.ndarray, landmarks: np.ndarray, person: np.ndarray) -> Ha
     if _distance(hair_model[0][None], skin_model)[0] < 1.0:  # the crown shows skin: bald
         return HairMatte(np.zeros((h, w), bool), head, _median(rgb, skin_px), False)
 
-    near = ((np.abs(xx - top[0]) < 1.3 * face_w) & (yy < chin[1] + BELOW_CHIN * face_h))
+    near = ((np.abs(xx - top[0]) < 1.3 * face_w) & (yy < chin[1] + HANGING_BELOW_CHIN * face_h))
     candidates = inside & near & ~face
     d_hair, d_skin = _distance(lab[candidates], hair_model), _distance(lab[candidates], skin_model)
     hair = np.zeros((h, w), bool)
@@ -63,7 +65,8 @@ def hair_matte(rgb: np.ndarray, landmarks: np.ndarray, person: np.ndarray) -> Ha
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
     hair = cv2.morphologyEx(hair.astype(np.uint8), cv2.MORPH_CLOSE, kernel).astype(bool) & inside
     hair = _hanging(_connected_to(hair, band), int(chin[1] - 0.3 * face_h))
-    return HairMatte(hair, head | hair, _median(rgb, hair), bool(hair.sum() > 0.02 * face_h * face_w))
+    short = hair & (yy < chin[1] + BELOW_CHIN * face_h)
+    return HairMatte(hair, head | short, _median(rgb, hair), bool(hair.sum() > 0.02 * face_h * face_w))
 
 
 def _hanging(mask: np.ndarray, row: int) -> np.ndarray:

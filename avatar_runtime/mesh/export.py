@@ -59,13 +59,15 @@ def mesh_files(avatar: Avatar, head: HeadModel, format: str, stem: str,
 
 
 def avatar_layers(avatar: Avatar, head: HeadModel) -> Layers:
-    """The hair and bust an avatar carries (none for avatars made before them)."""
+    """The hair, long hair and bust an avatar carries (none for avatars made before them)."""
     from ..head.bust import load_bust_model
     from ..head.hair import hair_shell
+    from ..head.hair_curtain import stored_curtain
 
     t = avatar.tensors
     hair = hair_shell(head, t["hair_offset"]) if "hair_offset" in t else None
-    return Layers(hair, load_bust_model(), t.get("bust_texture"), t.get("shoulder_widths"))
+    return Layers(hair, load_bust_model(), t.get("bust_texture"), t.get("shoulder_widths"),
+                  stored_curtain(t))
 
 
 def _volume_glb(avatar: Avatar, format: str, field) -> bytes:

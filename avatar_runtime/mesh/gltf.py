@@ -14,10 +14,12 @@ Layout of the file (what engines and DCC tools rely on):
 - materials: PBR metallic-roughness, not metallic, base colour = the avatar texture (one
   PNG); the eyes glossy, the mouth moist, the skin soft.
 - layers (`Layers`), each a mesh of its own on the same skin and a node at the scene root:
-  `<name>_hair` (the hair shell, on the head joint, the head texture, its own material) and
-  `<name>_body` (neck, shoulders and chest; root/neck weights, the head's own along the
-  neck cut; its own PNG and material). They carry no morph targets: expressions move the
-  bust's neck at most ~1.5 mm and the hair not at all.
+  `<name>_hair` (the hair shell, on the head joint, the head texture, its own material;
+  with long hair a second primitive, the curtain, on the head joint, its own PNG and a
+  double-sided material `<name>_hair_long`) and `<name>_body` (neck, shoulders and chest;
+  root/neck weights, the head's own along the neck cut; its own PNG and material). They
+  carry no morph targets: expressions move the bust's neck at most ~1.5 mm and the hair
+  not at all.
 
 The runtime's world already is glTF's (metres, +Y up, face toward +Z): no axis conversion.
 """
@@ -25,6 +27,7 @@ The runtime's world already is glTF's (metres, +Y up, face toward +Z): no axis c
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import groupby
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +36,7 @@ import pygltflib as gl
 from ..faces.image import encode_png
 from ..head.bust import BustModel
 from ..head.hair import HairShell
+from ..head.hair_curtain import HairCurtain, grid_faces
 from ..head.model import EYE_PARTS, MOUTH_INTERIOR, SKIN, TEETH, HeadModel
 from ..motion.arkit import ARKIT_NAMES, NUM_ARKIT
 from .files import write_atomically
@@ -61,6 +65,7 @@ class Layers:
     bust: BustModel | None = None
     bust_texture: np.ndarray | None = None
     shoulders: np.ndarray | None = None  # the bust's width profile (BustModel.shape)
+    curtain: HairCurtain | None = None   # long hair, exported with the hair
 
 
 def export_glb(head: HeadModel, identity: np.ndarray, texture: np.ndarray,
@@ -97,14 +102,15 @@ def export_glb(head: HeadModel, identity: np.ndarray, texture: np.ndarray,
                                extras={"targetNames": list(ARKIT_NAMES)}))
     gltf.nodes.append(gl.Node(name=name, mesh=0, skin=skin))
     roots = [0, len(gltf.nodes) - 1]  # root joint, mesh
-    for layer in _layer_meshes(head, identity, layers, rig):
-        gltf.meshes.append(gl.Mesh(name=f"{name}_{layer.name}", primitives=[gl.Primitive(
-            attributes=_add_layer_vertices(blob, layer),
-            indices=blob.accessor(_indices(layer.split), target=gl.ELEMENT_ARRAY_BUFFER),
-            material=_add_material(gltf, image if layer.texture is None
-                                   else _add_texture(gltf, blob, layer.texture, f"{name}_{layer.name}"),
-                                   f"{name}_{layer.name}", layer.roughness))]))
-        gltf.nodes.append(gl.Node(name=f"{name}_{layer.name}", mesh=len(gltf.meshes) - 1, skin=skin))
+    for mesh_name, parts in groupby(_layer_meshes(head, identity, layers, rig), lambda p: p.mesh):
+        gltf.meshes.append(gl.Mesh(name=f"{name}_{mesh_name}", primitives=[gl.Primitive(
+            attributes=_add_layer_vertices(blob, part),
+            indices=blob.accessor(_indices(part.split), target=gl.ELEMENT_ARRAY_BUFFER),
+            material=_add_material(gltf, image if part.texture is None
+                                   else _add_texture(gltf, blob, part.texture, f"{name}_{part.name}"),
+                                   f"{name}_{part.name}", part.roughness, part.double_sided))
+            for part in parts]))
+        gltf.nodes.append(gl.Node(name=f"{name}_{mesh_name}", mesh=len(gltf.meshes) - 1, skin=skin))
         roots.append(len(gltf.nodes) - 1)
     gltf.scenes.append(gl.Scene(name=name, nodes=roots))
     data = blob.finish()
@@ -176,7 +182,9 @@ def _add_vertices(blob: _Blob, rest: np.ndarray, normals: np.ndarray, split: Sea
 
 @dataclass
 class _LayerMesh:
-    name: str
+    """One primitive of a layer; consecutive ones with the same `mesh` share a glTF mesh."""
+
+    name: str                    # the material's (and texture's) suffix
     rest: np.ndarray             # [N, 3]
     normals: np.ndarray          # [N, 3]
     split: SeamSplit
@@ -184,21 +192,29 @@ class _LayerMesh:
     weights: np.ndarray          # [N, 4] float32
     texture: np.ndarray | None   # None: shares the head's texture
     roughness: float
+    mesh: str = ""               # the glTF mesh's suffix ("" -> `name`)
+    double_sided: bool = False
+
+    def __post_init__(self):
+        self.mesh = self.mesh or self.name
 
 
 def _layer_meshes(head: HeadModel, identity: np.ndarray, layers: Layers, rig: ExportRig) -> list[_LayerMesh]:
-    """The hair and bust of `layers` at rest, skinned onto `rig`'s joints."""
+    """The hair (shell, then curtain) and bust of `layers` at rest, skinned onto `rig`'s joints."""
     rest = head.shape(identity)
     out = []
     if layers.hair is not None:
         hair = layers.hair
-        joints = np.zeros((hair.num_vertices, 4), np.uint16)
-        joints[:, 0] = rig.names.index("head")
-        weights = np.zeros((hair.num_vertices, 4), np.float32)
-        weights[:, 0] = 1.0
         shell = hair.vertices(rest)
         out.append(_LayerMesh("hair", shell, vertex_normals(shell, hair.faces),
-                              split_seams(hair.faces, hair.face_uvs), joints, weights, None, HAIR_ROUGHNESS))
+                              split_seams(hair.faces, hair.face_uvs), *_on_head(rig, hair.num_vertices),
+                              None, HAIR_ROUGHNESS))
+        if layers.curtain is not None:
+            faces, face_uvs = grid_faces()
+            sheet = layers.curtain.vertices()
+            out.append(_LayerMesh("hair_long", sheet, vertex_normals(sheet, faces),
+                                  split_seams(faces, face_uvs), *_on_head(rig, len(sheet)),
+                                  layers.curtain.texture, HAIR_ROUGHNESS, mesh="hair", double_sided=True))
     if layers.bust is not None and layers.bust_texture is not None:
         bust = layers.bust
         joints, weights = top_influences(bust.joint_weights.astype(np.float64))
@@ -210,6 +226,15 @@ def _layer_meshes(head: HeadModel, identity: np.ndarray, layers: Layers, rig: Ex
                               split_seams(bust.faces, bust.face_uvs), joints, weights,
                               layers.bust_texture, ROUGHNESS))
     return out
+
+
+def _on_head(rig: ExportRig, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """(joints [count, 4] uint16, weights [count, 4] float32): all on the head joint."""
+    joints = np.zeros((count, 4), np.uint16)
+    joints[:, 0] = rig.names.index("head")
+    weights = np.zeros((count, 4), np.float32)
+    weights[:, 0] = 1.0
+    return joints, weights
 
 
 def _add_layer_vertices(blob: _Blob, layer: _LayerMesh) -> gl.Attributes:
@@ -274,9 +299,10 @@ def _add_texture(gltf: gl.GLTF2, blob: _Blob, texture: np.ndarray, name: str) ->
     return len(gltf.textures) - 1
 
 
-def _add_material(gltf: gl.GLTF2, texture: int, name: str, roughness: float) -> int:
+def _add_material(gltf: gl.GLTF2, texture: int, name: str, roughness: float,
+                  double_sided: bool = False) -> int:
     """A PBR material over texture index `texture`; returns its index."""
     pbr = gl.PbrMetallicRoughness(baseColorTexture=gl.TextureInfo(index=texture),
                                   metallicFactor=0.0, roughnessFactor=roughness)
-    gltf.materials.append(gl.Material(name=name, pbrMetallicRoughness=pbr))
+    gltf.materials.append(gl.Material(name=name, pbrMetallicRoughness=pbr, doubleSided=double_sided))
     return len(gltf.materials) - 1

@@ -16,6 +16,7 @@ from ..faces.hair_matte import hair_matte
 from ..faces.occluders import hands_mask
 from ..head.bust import load_bust_model
 from ..head.hair import hair_shell
+from ..head.hair_curtain import grid_faces, stored_curtain
 from ..head.landmarks import LandmarkEmbedding, load_landmark_embedding
 from ..head.model import HeadModel, load_head_model
 from ..motion.response import GREY, measure_view_bias
@@ -24,6 +25,7 @@ from ..render.camera import Camera
 from ..render.mesh_renderer import MeshRenderer
 from .bust_fit import bake_bust, fit_hair, fit_shoulders
 from .fit import LandmarkFitter, photo_camera
+from .hair_curtain_fit import bake_curtain, fit_curtain
 from .face_parts import iris_colour
 from .portrait4d_source import face_crop
 from .texture import bake_texture, bake_views, current_texture, texel_map
@@ -88,8 +90,8 @@ class FitReconstructor:
         progress("hair and shoulders", 0.5)
         rotation, translation = fit.rotation.astype(np.float32), fit.translation.astype(np.float32)
         shaped = self.head.shape(fit.identity, fit.expression)
-        hair_offset = fit_hair(self.head, shaped, rotation, translation, camera,
-                               hair_matte(rgb, face.landmarks, person))
+        hair = hair_matte(rgb, face.landmarks, person)
+        hair_offset = fit_hair(self.head, shaped, rotation, translation, camera, hair)
         # The photo is baked onto the scalp raised to the hair: hair texels land where the
         # shell shows them.
         rest = self.head.shape(fit.identity)
@@ -103,8 +105,8 @@ class FitReconstructor:
         else:
             texture = bake_texture(self.head, head_placed, rgb, camera, matte, TEXTURE_SIZE,
                                    iris=iris_colour(rgb, face.landmarks))
-        bust_tensors = self._fit_bust(shaped, fit, camera, rgb, person * content_mask(rgb, bands),
-                                      head_placed)
+        bust_tensors = self._fit_bust_and_curtain(shaped, lifted, fit, camera, rgb,
+                                                  person * content_mask(rgb, bands), head_placed, hair)
         volume, volume_report = {}, None
         if refine is not None:
             volume, volume_report = self._refine_volume(
@@ -174,19 +176,30 @@ class FitReconstructor:
                  * (1 - hands_mask(view.rgb.shape[:2], self.analyzer.hands(view.rgb))))
         return placed, view.rgb, camera, matte
 
-    def _fit_bust(self, shaped: np.ndarray, fit, camera: Camera, rgb: np.ndarray,
-                  matte: np.ndarray, head_placed: np.ndarray) -> dict:
-        """{"shoulder_widths", "bust_texture"} for the photo, or {} without a bust model."""
+    def _fit_bust_and_curtain(self, shaped: np.ndarray, lifted: np.ndarray, fit, camera: Camera,
+                              rgb: np.ndarray, matte: np.ndarray, head_placed: np.ndarray, hair) -> dict:
+        """{"shoulder_widths", "bust_texture"} for the photo, and {"hair_curtain",
+        "hair_curtain_texture"} when its hair hangs below the jaw; {} without a bust model."""
         if self.bust is None:
             return {}
+        rotation, translation = fit.rotation.astype(np.float32), fit.translation.astype(np.float32)
 
         def place(shoulders):
-            body = self.bust.shape(shaped, fit.identity, fit.expression, shoulders)
-            return body @ fit.rotation.T.astype(np.float32) + fit.translation.astype(np.float32)
+            return self.bust.shape(shaped, fit.identity, fit.expression, shoulders) @ rotation.T + translation
 
         shoulders = fit_shoulders(self.bust, place(None), camera, matte)
-        texture = bake_bust(self.bust, place(shoulders), (head_placed, self.head.faces), rgb, camera, matte)
-        return {"shoulder_widths": shoulders, "bust_texture": texture}
+        body = place(shoulders)
+        out = {"shoulder_widths": shoulders}
+        occluders = [(head_placed, self.head.faces)]
+        grid = fit_curtain(lifted, rotation, translation, camera, hair)
+        if grid is not None:
+            out["hair_curtain"] = grid
+            out["hair_curtain_texture"] = bake_curtain(grid, rotation, translation,
+                                                       occluders + [(body, self.bust.faces)], rgb, camera, hair)
+            # Hair hanging in front of the shoulders is the curtain's, not the clothes'.
+            occluders.append((grid.reshape(-1, 3) @ rotation.T + translation, grid_faces()[0]))
+        out["bust_texture"] = bake_bust(self.bust, body, _joined(occluders), rgb, camera, matte)
+        return out
 
     def landmark_bias(self, mesh: AvatarMesh) -> np.ndarray:
         """[478, 3] where the detector sees this avatar's neutral landmarks, minus the model's.
@@ -200,6 +213,13 @@ class FitReconstructor:
             lambda vertices, camera: renderer.render(mesh.around(vertices), camera, GREY).rgba[..., :3],
             azimuths_deg=(0.0,), elevations_deg=(0.0,))
         return bias[0, 0]
+
+
+def _joined(meshes: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Several (vertices, faces) as one."""
+    offsets = np.cumsum([0] + [len(v) for v, _ in meshes])
+    return (np.concatenate([v for v, _ in meshes]),
+            np.concatenate([np.asarray(f) + o for (_, f), o in zip(meshes, offsets)]))
 
 
 def source_camera(avatar: Avatar) -> Camera:
@@ -228,4 +248,4 @@ def avatar_mesh(head: HeadModel, tensors: dict, meta: dict) -> AvatarMesh:
     return AvatarMesh(head, tensors["identity"], current_texture(head, tensors["texture"], meta),
                       hair=hair_shell(head, offset) if offset is not None else None,
                       bust=load_bust_model(), bust_texture=tensors.get("bust_texture"),
-                      shoulders=tensors.get("shoulder_widths"))
+                      shoulders=tensors.get("shoulder_widths"), curtain=stored_curtain(tensors))

@@ -1,10 +1,11 @@
-"""One avatar as one mesh for the renderer: head, hair shell and bust, one texture atlas.
+"""One avatar as one mesh for the renderer: head, hair shell, bust and long hair, one atlas.
 
 The renderer draws one vertex array with one texture, so the layers are stacked: vertices
-[head | hair | bust], faces offset to match, and the atlas [head texture | bust texture]
-side by side (the hair shows the head texture, see head/hair.py). Per frame only the
-vertices change: the head deformed and posed, the hair on the skin under it turned with the
-head bone, the bust shaped under the head and welded to it.
+[head | hair | bust | curtain], faces offset to match, and the atlas [head texture | bust
+texture over curtain texture] side by side (the hair shell shows the head texture, see
+head/hair.py). Per frame only the vertices change: the head deformed and posed, the hair on
+the skin under it turned with the head bone, the bust shaped under the head and welded to
+it, the curtain of long hair turned with the head bone.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 
 from ..head.bust import BustModel
 from ..head.hair import HairShell
+from ..head.hair_curtain import HairCurtain, grid_faces
 from ..head.model import HeadModel
 from ..motion.frame import MotionFrame
 from ..motion.pose import quat_to_matrix
@@ -22,11 +24,14 @@ from ..motion.pose import quat_to_matrix
 class AvatarMesh:
     def __init__(self, head: HeadModel, identity: np.ndarray, texture: np.ndarray,
                  hair: HairShell | None = None, bust: BustModel | None = None,
-                 bust_texture: np.ndarray | None = None, shoulders: np.ndarray | None = None):
+                 bust_texture: np.ndarray | None = None, shoulders: np.ndarray | None = None,
+                 curtain: HairCurtain | None = None):
         self.head, self.identity, self.hair, self.shoulders = head, identity, hair, shoulders
         self.bust = bust if bust is not None and bust_texture is not None else None
+        self.curtain = curtain
         self._hair_count = hair.num_vertices if hair is not None else 0
-        self.texture, scale_head, place_bust = _atlas(texture, bust_texture if self.bust else None)
+        self.texture, scale_head, place_bust, place_curtain = _atlas(
+            texture, bust_texture if self.bust else None, curtain.texture if curtain is not None else None)
         faces, uvs, glossy = [head.faces], [head.face_uvs * scale_head], [head.glossy_faces]
         if hair is not None:
             faces.append(hair.faces + head.num_vertices)
@@ -36,6 +41,12 @@ class AvatarMesh:
             faces.append(self.bust.faces + head.num_vertices + self._hair_count)
             uvs.append(place_bust(self.bust.face_uvs))
             glossy.append(np.full(len(self.bust.faces), -1))
+        if curtain is not None:
+            curtain_faces, curtain_uvs = grid_faces()
+            faces.append(curtain_faces + head.num_vertices + self._hair_count
+                         + (self.bust.num_vertices if self.bust is not None else 0))
+            uvs.append(place_curtain(curtain_uvs))
+            glossy.append(np.full(len(curtain_faces), -1))
         self.faces = np.concatenate(faces).astype(np.int32)
         self.face_uvs = np.concatenate(uvs).astype(np.float32)
         self.glossy_faces = np.concatenate(glossy).astype(np.int64)
@@ -56,6 +67,10 @@ class AvatarMesh:
         if self.bust is not None:
             body = self.bust.shape(shaped, self.identity, motion.arkit, self.shoulders)
             parts.append(self.bust.pose(body, posed, head, rotation, motion.head_translation))
+        if self.curtain is not None:
+            pivot = head.head_pivot
+            curtain = (self.curtain.vertices() - pivot) @ np.asarray(rotation, np.float32).T + pivot
+            parts.append(curtain + np.asarray(motion.head_translation, np.float32))
         return np.concatenate(parts) if len(parts) > 1 else posed
 
 
@@ -67,23 +82,35 @@ class AvatarMesh:
             parts.append(self.hair.vertices(head_vertices))
         if self.bust is not None:
             parts.append(self.bust.shape(head_vertices, self.identity, None, self.shoulders))
+        if self.curtain is not None:
+            parts.append(self.curtain.vertices())
         return np.concatenate(parts) if len(parts) > 1 else head_vertices
 
 
-def _atlas(head_texture: np.ndarray, bust_texture: np.ndarray | None):
-    """(atlas [T, T + T/2, 3], UV scale for the head's layout, UV map for the bust's).
+# Rows between the bust's and the curtain's squares in the atlas: bilinear sampling at one
+# square's edge must not pick up the other's colours.
+GUTTER = 2
 
-    The bust's square sits top right at half the head texture's side.
+
+def _atlas(head_texture: np.ndarray, bust_texture: np.ndarray | None, curtain_texture: np.ndarray | None):
+    """(atlas [T, T + T/2, 3], UV scale for the head's layout, UV maps for the bust's and
+    the curtain's).
+
+    The bust's square sits top right at half the head texture's side, the curtain's under it.
     """
-    if bust_texture is None:
-        return head_texture, np.ones(2, np.float32), None
+    if bust_texture is None and curtain_texture is None:
+        return head_texture, np.ones(2, np.float32), None, None
     side = head_texture.shape[0]
     half = side // 2
     atlas = np.zeros((side, side + half, 3), np.uint8)
     atlas[:, :side] = head_texture[..., :3]
-    small = cv2.resize(bust_texture[..., :3], (half, half), interpolation=cv2.INTER_AREA)
-    atlas[:half, side:] = small
-    atlas[half:, side:] = small[-1:]  # below it: its bottom row (bilinear bleed stays in tone)
+    if bust_texture is not None:
+        small = cv2.resize(bust_texture[..., :3], (half, half), interpolation=cv2.INTER_AREA)
+        atlas[:half, side:] = small
+        atlas[half:, side:] = small[-1:]  # below it: its bottom row (bilinear bleed stays in tone)
+    if curtain_texture is not None:
+        atlas[half + GUTTER:, side:] = cv2.resize(curtain_texture[..., :3], (half, half - GUTTER),
+                                                  interpolation=cv2.INTER_AREA)
     width = side + half
     head_scale = np.array([side / width, 1.0], np.float32)
 
@@ -93,4 +120,10 @@ def _atlas(head_texture: np.ndarray, bust_texture: np.ndarray | None):
         out[..., 1] = 0.5 + 0.5 * face_uvs[..., 1]
         return out
 
-    return atlas, head_scale, place_bust
+    def place_curtain(face_uvs: np.ndarray) -> np.ndarray:
+        out = face_uvs.copy()
+        out[..., 0] = (side + face_uvs[..., 0] * half) / width
+        out[..., 1] = face_uvs[..., 1] * (half - GUTTER) / side
+        return out
+
+    return atlas, head_scale, place_bust, place_curtain
