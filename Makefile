@@ -12,13 +12,8 @@ setup: $(STAMP)
 demo: $(STAMP)
 	.venv/bin/avatar-runtime demo --out demo_out
 
-# Blender (bpy) runs in its own pytest process: every crash seen in full runs (a corrupted
-# heap, found by the garbage collector) came after bpy had been imported in the process.
-BLENDER_TESTS := tests/test_blender_addon.py tests/test_mesh_export.py
-
 test: $(STAMP)
-	.venv/bin/python -m pytest -q $(addprefix --ignore=,$(BLENDER_TESTS))
-	.venv/bin/python -m pytest -q $(BLENDER_TESTS)
+	.venv/bin/python -m pytest -q
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do .venv/bin/python $$b || exit 1; done

@@ -38,10 +38,8 @@ BACKGROUND_THREADS = ("response-calibration", "drive-render", "create-avatar")
 
 def wait_for_background_work(timeout: float = 120.0) -> None:
     """Join the runtime's background threads the tests started (measurement workers end
-    once idle). In-process Blender (bpy) waits for this first: full runs crashed in the
-    garbage collector (a corrupted heap) only after bpy work had overlapped a background
-    measurement rendering in another Python thread; Blender expects one Python thread at
-    work. The real add-on never shares a process with the runtime."""
+    once idle). In-process Blender (bpy) waits for this first: Blender expects one Python
+    thread at work, and the real add-on never shares a process with the runtime."""
     import threading
     import time
 
@@ -49,18 +47,6 @@ def wait_for_background_work(timeout: float = 120.0) -> None:
     for thread in threading.enumerate():
         if thread.name in BACKGROUND_THREADS and thread is not threading.current_thread():
             thread.join(max(0.0, deadline - time.monotonic()))
-
-
-def pytest_runtest_teardown(item, nextitem):
-    """Collect cyclic garbage at every test boundary, in the main thread, so that cycles
-    holding native handles (sockets, graphs, Blender data) are freed at a known point and
-    not in whichever thread happens to trigger a collection. Full runs crashed now and then
-    inside the garbage collector (a corrupted heap), with and without this; every crash came
-    after bpy had been imported in the process, which is why `make test` runs the Blender
-    tests in a pytest process of their own. The root cause is not known. ~3 min per run."""
-    import gc
-
-    gc.collect()
 
 
 def pytest_sessionfinish(session, exitstatus):

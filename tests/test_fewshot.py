@@ -210,9 +210,21 @@ def test_a_video_that_does_not_say_its_length_is_still_read(service, astronaut, 
     """Some streams (WebM from browsers) report no frame count: frames are read to the end."""
     import avatar_runtime.reconstruct.views as views
 
-    class Uncounted(cv2.VideoCapture):
+    real = cv2.VideoCapture
+
+    class Uncounted:
+        """Wraps, never subclasses, cv2.VideoCapture: OpenCV lets Python subclass it, but its
+        deallocator does not untrack the subclass's garbage-collected instances, so a later
+        collection walks freed memory and the process segfaults."""
+
+        def __init__(self, *args):
+            self._capture = real(*args)
+
         def get(self, prop):
-            return 0.0 if prop == cv2.CAP_PROP_FRAME_COUNT else super().get(prop)
+            return 0.0 if prop == cv2.CAP_PROP_FRAME_COUNT else self._capture.get(prop)
+
+        def __getattr__(self, name):
+            return getattr(self._capture, name)
 
     monkeypatch.setattr(views.cv2, "VideoCapture", Uncounted)
     frames = [view(service, astronaut.id, yaw) for yaw in (-15, 0, 15)] * 20  # 60 frames
