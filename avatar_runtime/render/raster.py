@@ -22,9 +22,11 @@ No triangle is culled by winding (open meshes show their insides), but most hidd
 triangles never need scanning: a first set goes first (the caller's hint, typically the
 triangles seen in the previous frame, or else the nearer of the two windings), and any
 other triangle is skipped when the z-buffer already holds something nearer than its
-nearest corner over a square covering its pixels (a min filter). Skipping only what
-provably loses the depth test keeps the result exact whatever the hint or the mesh's
-orientation.
+nearest corner over a square covering its pixels (a min filter), and of the others each
+span that is nearer nowhere than the z-buffer's farthest over its pixels (row minima):
+large hidden triangles, such as the far side of a hair shell and the scalp under it,
+cost spans instead of fragments. Skipping only what provably loses the depth test keeps
+the result exact whatever the hint or the mesh's orientation.
 """
 
 from __future__ import annotations
@@ -77,21 +79,22 @@ def rasterize(x: np.ndarray, y: np.ndarray, q: np.ndarray, height: int, width: i
     in the previous frame); only speed depends on it, never the result.
     """
     n_faces = x.shape[1]
-    bounds = np.stack([x.min(0), x.max(0), y.min(0), y.max(0)])
+    bounds = corner_bounds(x, y)
     if first is None:
         # Without a hint, the nearer (on average) of the two windings: on a closed,
         # consistently wound surface that is the side facing the camera.
         winding = (x[1] - x[0]) * (y[2] - y[0]) - (x[2] - x[0]) * (y[1] - y[0]) > 0
-        q_mean = q.mean(0)
+        q_sum = q[0] + q[1] + q[2]
         n_pos = np.count_nonzero(winding)
-        nearer_pos = q_mean[winding].sum() * (n_faces - n_pos) >= q_mean[~winding].sum() * n_pos
+        nearer_pos = q_sum[winding].sum() * (n_faces - n_pos) >= q_sum[~winding].sum() * n_pos
         first = winding if nearer_pos else ~winding
     halves = _Halves(x, y, q, height, width)
     zbuf = np.zeros(height * width, np.uint64)
     halves.scan(np.flatnonzero(first), zbuf)
     rest = np.flatnonzero(~first)
-    rest = rest[~_hidden_faces(zbuf, height, width, bounds[:, rest], q.max(0)[rest])]
-    halves.scan(rest, zbuf)
+    inv = _inverse_depths(zbuf).reshape(height, width)
+    rest = rest[~_hidden_faces(inv, bounds[:, rest], corner_max(q[:, rest]))]
+    halves.scan(rest, zbuf, inv)
 
     face = (zbuf & _FACE_MASK).astype(np.intp)
     hit = zbuf != 0
@@ -99,6 +102,22 @@ def rasterize(x: np.ndarray, y: np.ndarray, q: np.ndarray, height: int, width: i
     zbuf &= _DEPTH_MASK
     inv = zbuf.view(np.float64).astype(np.float32)
     return Visibility(face.reshape(height, width), inv.reshape(height, width), bounds)
+
+
+def corner_min(a: np.ndarray) -> np.ndarray:
+    """[3, F] -> [F] the smallest corner value; elementwise, as numpy's reductions over
+    the 3-long axis are ~20x slower."""
+    return np.minimum(np.minimum(a[0], a[1]), a[2])
+
+
+def corner_max(a: np.ndarray) -> np.ndarray:
+    """[3, F] -> [F] the largest corner value (see corner_min)."""
+    return np.maximum(np.maximum(a[0], a[1]), a[2])
+
+
+def corner_bounds(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Corners x, y [3, F] -> [4, F] screen boxes (x_min, x_max, y_min, y_max)."""
+    return np.stack([corner_min(x), corner_max(x), corner_min(y), corner_max(y)])
 
 
 class _Halves:
@@ -116,7 +135,7 @@ class _Halves:
         qa = (d1 * e2y - d2 * e1y) * inv_det
         qb = (d2 * e1x - d1 * e2x) * inv_det
         qc = q[0] - qa * x[0] - qb * y[0]
-        q_lo, q_hi = q.min(0), q.max(0)
+        q_lo, q_hi = corner_min(q), corner_max(q)
 
         x, y = x.copy(), y.copy()
         for i, j in ((0, 1), (1, 2), (0, 1)):  # sort each triangle's corners top to bottom
@@ -143,8 +162,13 @@ class _Halves:
             self.edges[3:6, n:] = edge(1, 2)
         self.depth = np.stack([qa, qb, qc, q_lo, q_hi]).astype(np.float32)
 
-    def scan(self, faces: np.ndarray, zbuf: np.ndarray) -> None:
-        """Scan-convert faces [K] (indices) into zbuf [h * w] uint64 (max of keys)."""
+    def scan(self, faces: np.ndarray, zbuf: np.ndarray, behind: np.ndarray | None = None
+             ) -> None:
+        """Scan-convert faces [K] (indices) into zbuf [h * w] uint64 (max of keys).
+
+        behind [h, w]: 1 / depth of an earlier state of zbuf (see _inverse_depths); spans
+        nearer nowhere than it are skipped (they would lose every depth test).
+        """
         n, width = self.n_faces, self.width
         halves = np.concatenate([faces, faces + n])
         halves = halves[self.n_rows[halves] > 0]
@@ -165,6 +189,9 @@ class _Halves:
         np.clip(c0, 0, width, out=c0)
         np.clip(c1, 0, width, out=c1)
         n_cols = np.fmax(c1 - c0, 0).astype(np.intp)           # fmax: nan -> 0
+        if behind is not None:  # empty spans go too
+            keep = np.flatnonzero(n_cols > 0)
+            row, yc, c0, n_cols, span_face = (a[keep] for a in (row, yc, c0, n_cols, span_face))
         # 1 / depth at the first and last centres, kept within the corners' range (the
         # plane of a near-degenerate triangle is ill-conditioned), and its step.
         p = np.take(self.depth, span_face, axis=1)                   # [5, S] float32
@@ -172,6 +199,18 @@ class _Halves:
         q_last = q_first + p[0] * np.maximum(n_cols - 1, 0)
         np.clip(q_first, p[3], p[4], out=q_first)
         np.clip(q_last, p[3], p[4], out=q_last)
+        if behind is not None and len(n_cols):
+            row_minima = _row_minima(behind, int(n_cols.max()))
+            # The span's nearest point against the z-buffer's farthest over its pixels:
+            # the minimum of [c0, c0 + n) is that of two overlapping runs of 2^level.
+            level = np.frexp(n_cols)[1] - 1
+            head_run = (level * (self.height * width) + row * width) + c0.astype(np.intp)
+            tail_run = head_run + (n_cols - np.left_shift(1, level))
+            farthest = np.minimum(row_minima[head_run], row_minima[tail_run])
+            keep = np.flatnonzero(
+                farthest <= np.maximum(q_first, q_last) * (1 + _CULL_MARGIN))
+            row, c0, n_cols, span_face, q_first, q_last = (
+                a[keep] for a in (row, c0, n_cols, span_face, q_first, q_last))
         dq = np.divide(q_last - q_first, n_cols - 1, out=np.zeros_like(q_first),
                        where=n_cols > 1)
         span_pixel = row * width + c0.astype(np.intp)
@@ -192,16 +231,34 @@ class _Halves:
         np.maximum.at(zbuf, pixel, key)
 
 
-def _hidden_faces(zbuf: np.ndarray, height: int, width: int, bounds: np.ndarray,
-                  q_max: np.ndarray) -> np.ndarray:
+def _inverse_depths(zbuf: np.ndarray) -> np.ndarray:
+    """The z-buffer's 1 / depth as float32 (0 where empty), without the face bits."""
+    return (zbuf & _DEPTH_MASK).view(np.float64).astype(np.float32)
+
+
+def _row_minima(inv: np.ndarray, longest: int) -> np.ndarray:
+    """Flat [L * h * w] float32: level k holds the minimum of inv [h, w] over the
+    pixels [c, c + 2^k) of the row (cut at its end), for 2^k up to `longest`."""
+    n_levels = max(longest, 1).bit_length()
+    levels = np.empty((n_levels,) + inv.shape, np.float32)
+    levels[0] = inv
+    for k in range(1, n_levels):
+        half = 1 << (k - 1)
+        levels[k] = levels[k - 1]
+        np.minimum(levels[k - 1, :, :-half], levels[k - 1, :, half:], out=levels[k, :, :-half])
+    return levels.ravel()
+
+
+def _hidden_faces(inv: np.ndarray, bounds: np.ndarray, q_max: np.ndarray) -> np.ndarray:
     """Which triangles the z-buffer hides entirely -> bool [K], a quick partial answer.
 
-    bounds [4, K] screen boxes, q_max [K] the largest corner 1 / depth (the nearest a
+    inv [h, w] the z-buffer's 1 / depth (see _inverse_depths), bounds [4, K] screen
+    boxes, q_max [K] the largest corner 1 / depth (the nearest a
     triangle gets). A triangle whose covered pixel centres fit in an s x s square, s in
     _SQUARES, is hidden when the minimum 1 / depth over that square (a min filter) is
     larger; larger triangles are never skipped.
     """
-    inv = (zbuf & _DEPTH_MASK).view(np.float64).astype(np.float32).reshape(height, width)
+    height, width = inv.shape
     c0 = np.clip(np.ceil(bounds[0] - 0.5), 0, width).astype(np.intp)   # centres covered:
     c1 = np.clip(np.ceil(bounds[1] - 0.5), 0, width).astype(np.intp)   # [c0, c1) x [r0, r1)
     r0 = np.clip(np.ceil(bounds[2] - 0.5), 0, height).astype(np.intp)
