@@ -83,6 +83,17 @@ def test_short_hair_has_no_curtain(service):
     assert avatar_mesh(service.head, avatar.tensors, avatar.meta).curtain is None
 
 
+def test_hair_beside_one_side_only_is_no_curtain(service):
+    """What shows beside the neck on one side alone (the nape of a turned head, a dark
+    collar) does not hang a curtain behind the head."""
+    rgb = data.astronaut()
+    landmarks = service.analyzer.landmarks(rgb).landmarks
+    hair = hair_matte(rgb, landmarks, service.analyzer.matte(rgb)).mask
+    one_side, _ = with_long_hair(rgb, landmarks, hair, sides=(1,))
+    avatar = service.avatar(service.create(encode_png(one_side), name="one side")["id"])
+    assert "hair_offset" in avatar.tensors and not set(CURTAIN_TENSORS) & set(avatar.tensors)
+
+
 def test_the_curtain_turns_rigidly_with_the_head(service, long_haired):
     avatar = long_haired[0]
     mesh = avatar_mesh(service.head, avatar.tensors, avatar.meta)

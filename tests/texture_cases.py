@@ -59,10 +59,12 @@ def with_hand(rgb: np.ndarray, landmarks: np.ndarray, tone=HAND_TONE) -> tuple[n
     return np.clip(out, 0, 255).astype(np.uint8), mask
 
 
-def with_long_hair(rgb: np.ndarray, landmarks: np.ndarray, hair: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def with_long_hair(rgb: np.ndarray, landmarks: np.ndarray, hair: np.ndarray,
+                   sides: tuple[int, ...] = (-1, 1)) -> tuple[np.ndarray, np.ndarray]:
     """(photo whose own hair falls from the temples over the ears to below the chin on
-    both sides, widening as it falls; the added hair's mask [H, W] bool). `hair` [H, W]
-    bool is the photo's hair: a strip of its crown, stretched downward, is the strands."""
+    `sides` (-1 the subject's right, 1 the left), widening as it falls; the added hair's
+    mask [H, W] bool). `hair` [H, W] bool is the photo's hair: a strip of its crown,
+    stretched downward, is the strands."""
     h, w = rgb.shape[:2]
     right, left = landmarks[234, :2], landmarks[454, :2]
     chin, top = landmarks[152, :2], landmarks[10, :2]
@@ -75,6 +77,8 @@ def with_long_hair(rgb: np.ndarray, landmarks: np.ndarray, hair: np.ndarray) -> 
     out, added = rgb.astype(np.float32), np.zeros((h, w), bool)
     fall = np.sqrt(np.linspace(0, 1, bottom - start))
     for edge, side in ((right, -1), (left, 1)):
+        if side not in sides:
+            continue
         mask = np.zeros((h, w), np.float32)
         inner = edge[0] - side * 0.02 * face_h
         outer = edge[0] + side * (0.12 + 0.25 * fall) * face_h

@@ -2,8 +2,8 @@
 
 Width: along lines across the head's ear plane, every centimetre of height from above the
 ears down, how far the photo's hair reaches out on each side (the hair matte sampled
-through the photo's camera). Only a photo whose hair hangs beside the neck, below the
-jaw, gets a curtain; it ends at the lowest height where the hair still does.
+through the photo's camera). Only a photo whose hair hangs beside the neck on both sides,
+below the ears, gets a curtain; it ends at the lowest height where the hair still does.
 Texture: the photo where the curtain is seen (hair pixels, not hidden by the head, the
 bust or itself), the rest filled outward from what was seen, relaxing to the hair's colour.
 """
@@ -22,8 +22,9 @@ STEP_M = 0.01
 LOWEST_Y = -0.40          # mid-chest: further down, hair and dark clothes run together
 MAX_HALF_WIDTH = 0.25
 # Hair is long where, below the ears, it reaches this far beyond the head (and its shell)
-# on either side over at least LONG_HEIGHTS heights.
-BELOW_EARS_Y, BEYOND_HEAD_M, LONG_HEIGHTS = -0.04, 0.012, 3
+# over at least LONG_HEIGHTS heights, and over SIDE_HEIGHTS on each side: hair seen on one
+# side only is the nape of a turned head or dark clothes, not hair hanging down.
+BELOW_EARS_Y, BEYOND_HEAD_M, LONG_HEIGHTS, SIDE_HEIGHTS = -0.04, 0.012, 3, 2
 NECK_HALF_WIDTH_M = 0.05  # the head's half-width below its mesh (the bust's neck)
 OUT_OF_FRAME_M = 0.06     # hair running out of the photo's bottom hangs on this much further
 CURTAIN_TEXTURE_SIZE = 256
@@ -65,7 +66,7 @@ def fit_curtain(lifted: np.ndarray, rotation: np.ndarray, translation: np.ndarra
     reach = hair_reach(hair.mask, rotation, translation, camera, heights)
     head_half = _half_widths(lifted, heights)
     long = (heights[:, None] <= BELOW_EARS_Y) & (reach > head_half + BEYOND_HEAD_M)
-    if long.any(1).sum() < LONG_HEIGHTS:
+    if long.any(1).sum() < LONG_HEIGHTS or long.sum(0).min() < SIDE_HEIGHTS:
         return None
     bottom = heights[np.flatnonzero(long.any(1)).max()]
     row = camera.project((np.array([[0.0, bottom - STEP_M, 0.0]]) @ rotation.T + translation))[0][0, 1]
