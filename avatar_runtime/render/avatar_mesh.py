@@ -57,22 +57,22 @@ class AvatarMesh:
         shaped = head.shape(self.identity, motion.arkit, motion.eye_gaze)
         rotation = quat_to_matrix(motion.head_rotation)
         posed = head.pose(shaped, rotation, motion.head_translation)
+
+        def on_head_bone(points: np.ndarray) -> np.ndarray:
+            pivot = head.head_pivot
+            turned = (points - pivot) @ np.asarray(rotation, np.float32).T + pivot
+            return turned + np.asarray(motion.head_translation, np.float32)
+
         parts = [posed]
         if self.hair is not None:
-            # The hair rides on the skin under it (a fringe follows a raised brow) and turns
-            # with the head bone.
-            pivot = head.head_pivot
-            hair = (self.hair.vertices(shaped) - pivot) @ np.asarray(rotation, np.float32).T + pivot
-            parts.append(hair + np.asarray(motion.head_translation, np.float32))
+            # The hair rides on the skin under it (a fringe follows a raised brow).
+            parts.append(on_head_bone(self.hair.vertices(shaped)))
         if self.bust is not None:
             body = self.bust.shape(shaped, self.identity, motion.arkit, self.shoulders)
             parts.append(self.bust.pose(body, posed, head, rotation, motion.head_translation))
         if self.curtain is not None:
-            pivot = head.head_pivot
-            curtain = (self.curtain.vertices() - pivot) @ np.asarray(rotation, np.float32).T + pivot
-            parts.append(curtain + np.asarray(motion.head_translation, np.float32))
+            parts.append(on_head_bone(self.curtain.vertices()))
         return np.concatenate(parts) if len(parts) > 1 else posed
-
 
     def around(self, head_vertices: np.ndarray) -> np.ndarray:
         """[N, 3] the layers at rest around unposed head vertices [V, 3] (a face being
