@@ -1,4 +1,4 @@
-"""Mesh topology helpers shared by every export format: UV-seam splitting and normals."""
+"""Mesh topology helpers: UV-seam splitting and normals (every export format), joining meshes."""
 
 from __future__ import annotations
 
@@ -68,3 +68,10 @@ def _corner_incidence(faces: np.ndarray, num_vertices: int) -> sparse.csr_matrix
     rows = faces.reshape(-1)
     cols = np.repeat(np.arange(len(faces)), faces.shape[1])
     return sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(num_vertices, len(faces)))
+
+
+def joined(meshes: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Several (vertices [N, 3], faces [F, 3]) as one, faces offset to match."""
+    offsets = np.cumsum([0] + [len(v) for v, _ in meshes])
+    return (np.concatenate([np.asarray(v) for v, _ in meshes]),
+            np.concatenate([np.asarray(f) + o for (_, f), o in zip(meshes, offsets)]))

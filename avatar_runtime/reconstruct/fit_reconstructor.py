@@ -19,6 +19,7 @@ from ..head.hair import hair_shell
 from ..head.hair_curtain import grid_faces, stored_curtain
 from ..head.landmarks import LandmarkEmbedding, load_landmark_embedding
 from ..head.model import HeadModel, load_head_model
+from ..mesh.geometry import joined
 from ..motion.response import GREY, measure_view_bias
 from ..render.avatar_mesh import AvatarMesh
 from ..render.camera import Camera
@@ -198,7 +199,7 @@ class FitReconstructor:
                                                        occluders + [(body, self.bust.faces)], rgb, camera, hair)
             # Hair hanging in front of the shoulders is the curtain's, not the clothes'.
             occluders.append((grid.reshape(-1, 3) @ rotation.T + translation, grid_faces()[0]))
-        out["bust_texture"] = bake_bust(self.bust, body, _joined(occluders), rgb, camera, matte)
+        out["bust_texture"] = bake_bust(self.bust, body, joined(occluders), rgb, camera, matte)
         return out
 
     def landmark_bias(self, mesh: AvatarMesh) -> np.ndarray:
@@ -213,13 +214,6 @@ class FitReconstructor:
             lambda vertices, camera: renderer.render(mesh.around(vertices), camera, GREY).rgba[..., :3],
             azimuths_deg=(0.0,), elevations_deg=(0.0,))
         return bias[0, 0]
-
-
-def _joined(meshes: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """Several (vertices, faces) as one."""
-    offsets = np.cumsum([0] + [len(v) for v, _ in meshes])
-    return (np.concatenate([v for v, _ in meshes]),
-            np.concatenate([np.asarray(f) + o for (_, f), o in zip(meshes, offsets)]))
 
 
 def source_camera(avatar: Avatar) -> Camera:

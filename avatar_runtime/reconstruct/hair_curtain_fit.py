@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from ..faces.hair_matte import HairMatte
+from ..mesh.geometry import joined
 from ..head.hair_curtain import COLUMNS, NECK_HALF_WIDTH, ROWS, TOP_Y, curtain_ring, grid_faces
 from ..render.camera import Camera
 from .texture import _sample
@@ -131,15 +132,10 @@ def bake_curtain(grid: np.ndarray, rotation: np.ndarray, translation: np.ndarray
     weight = np.clip((np.abs((normals * to_camera).sum(1)) / dist - 0.15) / 0.25, 0, 1)
     weight *= (pixels[:, 0] >= 0) & (pixels[:, 0] < w - 1) & (pixels[:, 1] >= 0) & (pixels[:, 1] < h - 1)
     candidates = np.flatnonzero(weight > 0)
-    faces, _ = grid_faces()
-    vertices, triangles, start = [placed.reshape(-1, 3)], [faces], ROWS * COLUMNS
-    for v, f in occluders:
-        triangles.append(np.asarray(f) + start)
-        vertices.append(np.asarray(v, np.float64))
-        start += len(v)
+    vertices, triangles = joined([(placed.reshape(-1, 3), grid_faces()[0])] + occluders)
     scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3d.core.Tensor(np.concatenate(vertices).astype(np.float32)),
-                        o3d.core.Tensor(np.concatenate(triangles).astype(np.uint32)))
+    scene.add_triangles(o3d.core.Tensor(vertices.astype(np.float32)),
+                        o3d.core.Tensor(triangles.astype(np.uint32)))
     dirs = -to_camera[candidates] / dist[candidates, None]
     rays = np.concatenate([np.broadcast_to(camera.position, dirs.shape), dirs], 1).astype(np.float32)
     t_hit = scene.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy()
