@@ -20,7 +20,8 @@ import numpy as np
 ROWS, COLUMNS = 16, 25
 TOP_Y = 0.02          # the top row, just above the ears
 NECK_HALF_WIDTH = 0.035  # a side without long hair tucks its rows behind the neck
-FORWARD = 0.3         # radians past the ear plane the sides bend forward at full width
+FORWARD = 0.3         # radians past the ear plane the sides bend forward at full width ...
+FORWARD_FROM_Y, FORWARD_FULL_Y = -0.06, -0.12  # ... from the jaw down (beside the face they fall straight)
 
 
 @dataclass(frozen=True)
@@ -52,8 +53,10 @@ def curtain_ring(half_widths: tuple[float, float], depth: float, y: float) -> np
     out = np.empty((COLUMNS, 3), np.float64)
     for side, half in ((-1, half_widths[0]), (1, half_widths[1])):
         cols = s * side >= 0
-        # Beyond the neck the sides bend forward (hair falls in front of the shoulders' top).
-        reach = np.pi / 2 + FORWARD * np.clip((half - 0.06) / 0.03, 0.0, 1.0)
+        # Beyond the neck, below the jaw, the sides bend forward (hair falls in front of the
+        # shoulders' top).
+        low = np.clip((y - FORWARD_FROM_Y) / (FORWARD_FULL_Y - FORWARD_FROM_Y), 0.0, 1.0)
+        reach = np.pi / 2 + FORWARD * low * np.clip((half - 0.06) / 0.03, 0.0, 1.0)
         phi = np.abs(s[cols]) * reach
         out[cols, 0] = side * half * np.sin(phi)
         out[cols, 2] = -depth * np.cos(phi)

@@ -70,11 +70,14 @@ def fit_curtain(lifted: np.ndarray, rotation: np.ndarray, translation: np.ndarra
     if long.any(1).sum() < LONG_HEIGHTS or long.sum(0).min() < SIDE_HEIGHTS:
         return None
     bottom = heights[np.flatnonzero(long.any(1)).max()]
-    row = camera.project((np.array([[0.0, bottom - STEP_M, 0.0]]) @ rotation.T + translation))[0][0, 1]
-    if row >= camera.height - 1:  # the hair runs out of the photo: it goes on below
-        reach[heights < bottom] = reach[heights == bottom]
-        head_half[heights < bottom] = head_half[heights == bottom]
-        bottom = max(bottom - OUT_OF_FRAME_M, LOWEST_Y)
+    for side, sign in enumerate((-1.0, 1.0)):
+        # Where a side's hair runs out of the photo's bottom, it goes on below as it was.
+        last = np.flatnonzero(long[:, side]).max()
+        below = np.array([[sign * reach[last, side], heights[last] - STEP_M, 0.0]])
+        if camera.project(below @ rotation.T + translation)[0][0, 1] >= camera.height - 1:
+            reach[last + 1:, side] = reach[last, side]
+            head_half[last + 1:, side] = head_half[last, side]
+            bottom = min(bottom, max(heights[last] - OUT_OF_FRAME_M, LOWEST_Y))
     # The top row sits just inside the shell: its width and depth there.
     near_top = lifted[np.abs(lifted[:, 1] - TOP_Y) < 0.01]
     top_half = 0.97 * np.array([-near_top[:, 0].min(), near_top[:, 0].max()])
