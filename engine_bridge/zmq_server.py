@@ -428,6 +428,12 @@ class ZmqServer:
         route, request_id = session.route, session.request_id
         client = route[0].hex()
         record = None
+
+        def forget() -> None:
+            self._forget(key)
+
+        # The last reply forgets the session as it leaves, in the loop thread: a message the
+        # client sends once it has that reply is never taken for part of the ended session.
         try:
             with self.handlers.metrics.request("zmq", "Drive", client) as record:
                 record.fields["avatar_id"] = plan.avatar_id
@@ -437,14 +443,15 @@ class ZmqServer:
                         record.fields["frames_rendered"] = response.status.frames_rendered
                     self._post(_Outgoing(route, _reply_map("Drive", request_id, codec.to_dict(response),
                                                            last=kind == "status"),
-                                         session=session, droppable=kind == "frame"))
+                                         session=session, droppable=kind == "frame",
+                                         after=forget if kind == "status" else None))
         except AvatarError as error:
-            self._post(_Outgoing(route, _error_map("Drive", request_id, error), session=session))
+            self._post(_Outgoing(route, _error_map("Drive", request_id, error), session=session, after=forget))
         except Exception as exc:  # noqa: BLE001
             error = internal_error(exc, record.request_id if record is not None else None)
-            self._post(_Outgoing(route, _error_map("Drive", request_id, error), session=session))
+            self._post(_Outgoing(route, _error_map("Drive", request_id, error), session=session, after=forget))
         finally:
-            self._post(_Outgoing(route, None, after=lambda: self._forget(key)))
+            self._post(_Outgoing(route, None, after=forget))  # no last reply (the peer went away)
             self._drive_threads.discard(threading.current_thread())
 
     def _forget(self, key: tuple) -> None:

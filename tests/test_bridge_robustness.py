@@ -186,6 +186,28 @@ def test_zmq_idle_session_is_closed(raw, astronaut_id, servers):
     assert_alive(raw)
 
 
+
+def test_zmq_a_message_after_the_last_reply_is_not_lost(raw, astronaut_id, servers, monkeypatch):
+    """The drive thread may still be winding down when the client, holding the session's
+    last reply, sends again under that request_id: the message is answered, not swallowed
+    by the ended session."""
+    drive = servers.handlers.drive
+
+    def lingering(*args, **kwargs):
+        yield from drive(*args, **kwargs)
+        time.sleep(1.0)  # as a loaded machine may delay the thread after the last reply
+
+    monkeypatch.setattr(servers.handlers, "drive", lingering)
+    header = {"header": {"avatar_id": astronaut_id, "camera": {"width": 32, "height": 32}}}
+    assert "header" in raw(codec.pack({"kind": "Drive", "request_id": 13, "body": header}))["body"]
+    final = raw(codec.pack({"kind": "Drive", "request_id": 13, "body": {"end": {}}}))
+    assert final["last"] is True and "status" in final["body"]
+    code, message = error_of(raw(codec.pack({"kind": "Drive", "request_id": 13, "body": {"frame": {}}})))
+    assert code == "INVALID_ARGUMENT" and "header first" in message
+    time.sleep(1.2)
+    assert servers.handlers.sessions.active == 0
+
+
 # -- vanishing clients ---------------------------------------------------------------------
 CLIENT_SCRIPT = textwrap.dedent("""
     import sys, time, itertools
