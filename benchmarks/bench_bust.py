@@ -12,8 +12,9 @@ miss), and beside it how near each photo comes to the other portraits' frontal r
 distances against that); create time and drive fps (`AvatarService.render` of the demo
 clip at 512^2, in-process; the fastest frame too, as other jobs on the machine slow the median).
 Writes a contact sheet to OUT (default bench_out/bust/contact_sheet.png): per portrait,
-the photo, the render over it, the render alone at yaw -30/0/+30, and the silhouette
-difference (green both, red photo only, blue render only).
+the photo, the render over it, the render alone at yaw -30/0/+30, from the side and the
+back (yaw 90 and 180, framed down to the shoulders), and the silhouette difference (green
+both, red photo only, blue render only).
 
     .venv/bin/python benchmarks/bench_bust.py [OUT]
 
@@ -47,6 +48,7 @@ from avatar_runtime.service import AvatarService  # noqa: E402
 
 YAWS = (-30, -15, 0, 15, 30)
 SHEET_YAWS = (-30, 0, 30)
+BACK_YAWS = (90, 180)  # the side and the back, framed down to the shoulders: hair volume and hem
 GREY = 128
 CELL = 256
 DRIVE_FRAMES = 60
@@ -185,6 +187,8 @@ def measure(service: AvatarService, identity_model, name: str, photo: np.ndarray
     crop = person_box(matte | rendered)
     row = [cell(rgb[crop], name), cell(metrics.over(rgba, rgb)[crop], "render over photo")]
     row += [cell(views[yaw], f"yaw {yaw:+d}" + view_label(identity.get(yaw))) for yaw in SHEET_YAWS]
+    row += [cell(metrics.over(service.render(avatar_id, as_photographed, Camera.orbit(
+        yaw, 5, 1.9, target=(0, -0.12, 0), width=512, height=512)).rgba, GREY), f"yaw {yaw}") for yaw in BACK_YAWS]
     row.append(cell(silhouette_difference(matte, rendered)[crop], f"IoU {result.iou:.2f} head {result.iou_head:.2f}"))
     return result, np.concatenate(row, 1)
 
@@ -270,7 +274,7 @@ def main() -> None:
             print(f"[{time.perf_counter() - started:5.1f} s] {name}", flush=True)
     print_table(results)
     cv2.imwrite(str(out), cv2.cvtColor(np.concatenate(rows, 0), cv2.COLOR_RGB2BGR))
-    print(f"contact sheet (per portrait: photo, render over photo, yaw {SHEET_YAWS}, silhouette "
+    print(f"contact sheet (per portrait: photo, render over photo, yaw {SHEET_YAWS + BACK_YAWS}, silhouette "
           f"difference): {out}")
 
 
