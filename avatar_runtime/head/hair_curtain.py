@@ -29,10 +29,6 @@ class HairCurtain:
     grid: np.ndarray      # [ROWS, COLUMNS, 3] rest vertices in the head's frame
     texture: np.ndarray   # [S, S, 3] uint8, row 0 at the top (v = 1)
 
-    @property
-    def num_vertices(self) -> int:
-        return ROWS * COLUMNS
-
     def vertices(self) -> np.ndarray:
         return self.grid.reshape(-1, 3).astype(np.float32)
 

@@ -17,7 +17,8 @@ from ..head.bust import SHOULDER_KNOTS_M, BustModel
 from ..head.model import SKIN, HeadModel
 from ..render.camera import Camera
 from ..render.mesh_renderer import MeshRenderer
-from .texture import _membrane, _sample, _scalp, _vertex_normals, _dilate, uv_texels
+from ..mesh.geometry import joined
+from .texture import _membrane, _sample, _scalp, _vertex_normals, _dilate, hidden, uv_texels
 
 ANGLE_BINS = 180
 MAX_HAIR_M = 0.07     # a big afro is ~10 cm; more is a fit gone wrong
@@ -134,7 +135,6 @@ def bake_bust(bust: BustModel, bust_placed: np.ndarray, occluders: tuple[np.ndar
     """The bust's texture [size, size, 3] uint8: the photo where the bust is seen (facing
     the camera, not hidden by itself or by `occluders` = (vertices, faces), inside the
     image and the matte), a smooth fill from what was seen elsewhere."""
-    import open3d as o3d
     from scipy.sparse import csr_matrix
 
     texels, tri, bary = uv_texels(bust.face_uvs, size)
@@ -152,15 +152,8 @@ def bake_bust(bust: BustModel, bust_placed: np.ndarray, occluders: tuple[np.ndar
     weight = np.clip(((normals * to_camera).sum(1) / dist - 0.3) / 0.3, 0, 1)
     weight *= (pixels[:, 0] >= 0) & (pixels[:, 0] < w - 1) & (pixels[:, 1] >= 0) & (pixels[:, 1] < h - 1)
     candidates = np.flatnonzero(weight > 0)
-    scene = o3d.t.geometry.RaycastingScene()
-    o_vertices, o_faces = occluders
-    everything = np.concatenate([bust_placed, o_vertices]).astype(np.float32)
-    scene.add_triangles(o3d.core.Tensor(everything), o3d.core.Tensor(
-        np.concatenate([bust.faces, o_faces + len(bust_placed)]).astype(np.uint32)))
-    dirs = -to_camera[candidates] / dist[candidates, None]
-    rays = np.concatenate([np.broadcast_to(camera.position, dirs.shape), dirs], 1).astype(np.float32)
-    t_hit = scene.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy()
-    weight[candidates[t_hit <= dist[candidates] - 3e-3]] = 0.0
+    weight[candidates[hidden(camera, points[candidates], *joined([(bust_placed, bust.faces), occluders]),
+                             3e-3)]] = 0.0
     seen = np.flatnonzero(weight > 0)
     weight[seen] *= np.clip(_sample(matte[..., None], pixels[seen])[:, 0] * 2 - 0.5, 0, 1)
 

@@ -17,7 +17,7 @@ from ..faces.hair_matte import HairMatte
 from ..mesh.geometry import joined
 from ..head.hair_curtain import COLUMNS, NECK_HALF_WIDTH, ROWS, TOP_Y, curtain_ring, grid_faces
 from ..render.camera import Camera
-from .texture import _sample
+from .texture import _sample, hidden
 
 STEP_M = 0.01
 LOWEST_Y = -0.40          # mid-chest: further down, hair and dark clothes run together
@@ -113,8 +113,6 @@ def bake_curtain(grid: np.ndarray, rotation: np.ndarray, translation: np.ndarray
                  hair: HairMatte, size: int = CURTAIN_TEXTURE_SIZE) -> np.ndarray:
     """The curtain's texture [size, size, 3] uint8 for its rest `grid` placed by rotation /
     translation in `camera`'s frame; `occluders`: other placed (vertices, faces)."""
-    import open3d as o3d
-
     placed = (grid.reshape(-1, 3) @ np.asarray(rotation, np.float64).T + translation).reshape(grid.shape)
     # Texel centres -> grid coordinates (column j along u, row k down v).
     centres = (np.arange(size) + 0.5) / size
@@ -135,14 +133,8 @@ def bake_curtain(grid: np.ndarray, rotation: np.ndarray, translation: np.ndarray
     weight = np.clip((np.abs((normals * to_camera).sum(1)) / dist - 0.15) / 0.25, 0, 1)
     weight *= (pixels[:, 0] >= 0) & (pixels[:, 0] < w - 1) & (pixels[:, 1] >= 0) & (pixels[:, 1] < h - 1)
     candidates = np.flatnonzero(weight > 0)
-    vertices, triangles = joined([(placed.reshape(-1, 3), grid_faces()[0])] + occluders)
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3d.core.Tensor(vertices.astype(np.float32)),
-                        o3d.core.Tensor(triangles.astype(np.uint32)))
-    dirs = -to_camera[candidates] / dist[candidates, None]
-    rays = np.concatenate([np.broadcast_to(camera.position, dirs.shape), dirs], 1).astype(np.float32)
-    t_hit = scene.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy()
-    weight[candidates[t_hit < dist[candidates] - 3e-3]] = 0.0
+    everything = joined([(placed.reshape(-1, 3), grid_faces()[0])] + occluders)
+    weight[candidates[hidden(camera, points[candidates], *everything, 3e-3)]] = 0.0
     seen = np.flatnonzero(weight > 0)
     # Off the matte's edge: strands there are mixed with the background behind them.
     inner = cv2.erode(hair.mask.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9)))

@@ -223,17 +223,25 @@ def _visibility(head, vertices, points, normals, camera, pixels, matte) -> np.nd
     # Grazing texels stretch a few pixels over much surface: they fade out from 72 deg on.
     weight = np.clip((facing - 0.05) / 0.25, 0.0, 1.0) * inside
     candidates = np.flatnonzero(weight > 0)  # only these need the occlusion test
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3d.core.Tensor(vertices.astype(np.float32)),
-                        o3d.core.Tensor(head.faces.astype(np.uint32)))
-    dirs = -to_camera[candidates] / dist[candidates, None]
-    rays = np.concatenate([np.broadcast_to(camera.position, dirs.shape), dirs], 1).astype(np.float32)
-    t_hit = scene.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy()
-    weight[candidates[t_hit <= dist[candidates] - 2e-3]] = 0.0
+    weight[candidates[hidden(camera, points[candidates], vertices, head.faces, 2e-3)]] = 0.0
     if matte is not None:
         seen = np.flatnonzero(weight > 0)
         weight[seen] *= np.clip(_sample(matte[..., None], pixels[seen])[:, 0] * 2 - 0.5, 0, 1)
     return weight.astype(np.float32)
+
+
+def hidden(camera: Camera, points: np.ndarray, vertices: np.ndarray, faces: np.ndarray,
+           margin: float) -> np.ndarray:
+    """[N] bool: the mesh (vertices, faces) meets the ray from the camera to each of
+    `points` [N, 3] more than `margin` metres before the point (something is in front)."""
+    to_point = points - camera.position
+    dist = np.linalg.norm(to_point, axis=1)
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.core.Tensor(np.asarray(vertices, np.float32)),
+                        o3d.core.Tensor(np.asarray(faces).astype(np.uint32)))
+    dirs = to_point / dist[:, None]
+    rays = np.concatenate([np.broadcast_to(camera.position, dirs.shape), dirs], 1).astype(np.float32)
+    return scene.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy() <= dist - margin
 
 
 def _feather(tm: TexelMap, head: HeadModel, weight: np.ndarray, rings: int = 2) -> np.ndarray:
