@@ -180,7 +180,8 @@ class FitReconstructor:
     def _fit_bust_and_curtain(self, shaped: np.ndarray, lifted: np.ndarray, fit, camera: Camera,
                               rgb: np.ndarray, matte: np.ndarray, head_placed: np.ndarray, hair) -> dict:
         """{"shoulder_widths", "bust_texture"} for the photo, and {"hair_curtain",
-        "hair_curtain_texture"} when its hair hangs below the jaw; {} without a bust model."""
+        "hair_curtain_texture"} when its hair hangs beside the neck on both sides; {} without a
+        bust model."""
         if self.bust is None:
             return {}
         rotation, translation = fit.rotation.astype(np.float32), fit.translation.astype(np.float32)
