@@ -7,7 +7,8 @@ Prints and saves (bench_out/solver_NAME.json):
 - per ARKit channel, Pearson r and mean abs error against the yardstick's blendshapes,
   pooled over every real frame, for three drives: each identity's own avatar (created
   from its first frame), one avatar (the astronaut) driven by everybody, and that avatar
-  calibrated on each identity's first frame (`calibrate_neutral`); plus r per video;
+  calibrated (`calibrate_neutral`) on each video's frame at rest (the one the yardstick
+  reads the least expression in; stills have none and are left out); plus r per video;
 - head yaw/pitch/roll against the yardstick's facial transformation matrix;
 - the render-and-solve round trip on our own avatar with known weights;
 - solve time per frame for `landmarks` and for `image` at 512^2;
@@ -109,6 +110,19 @@ def read_material(clips, yard):
         if len(frames) >= 1:
             kept.append((clip, frames, readings))
     return kept
+
+
+def rest_frames(material) -> dict[str, np.ndarray]:
+    """Per video, the frame at rest: where the yardstick reads the least expression over
+    the benchmark's channels (a calibration frame must show the face at rest; the first
+    frame of a clip often smiles or blinks)."""
+    idx = [ARKIT_INDEX[name] for name in CHANNELS]
+    rest = {}
+    for clip, frames, readings in material:
+        if clip.fps:
+            activity = [reference_vector(reading)[idx].sum() for reading in readings]
+            rest[clip.name] = frames[int(np.argmin(activity))]
+    return rest
 
 
 def solve_clips(service: AvatarService, material, avatar_for) -> dict:
@@ -302,14 +316,18 @@ def main() -> None:
             result["own"] = solve_clips(service, material, own)
             if not args.no_cross:
                 result["cross"] = solve_clips(service, material, lambda clip: astronaut)
-                if hasattr(service, "calibrate_neutral"):
-                    def calibrated(clip):
-                        # As a user would: press "calibrate" on the clip's first frame.
-                        service.calibrate_neutral(astronaut, image=encode_png(clip.reference))
-                        return astronaut
+                rest = rest_frames(material)
 
-                    result["calibrated"] = solve_clips(service, material, calibrated)
-                    service.reset_neutral(astronaut)
+                def calibrated(clip):
+                    # As a user would: press "calibrate" while the face is at rest. Stills
+                    # have no rest frame of their person and are left out of this drive.
+                    if clip.name not in rest:
+                        return None
+                    service.calibrate_neutral(astronaut, image=encode_png(rest[clip.name]))
+                    return astronaut
+
+                result["calibrated"] = solve_clips(service, material, calibrated)
+                service.reset_neutral(astronaut)
         result["round_trip"] = round_trip(service, astronaut)
         result["timing"] = solve_times(service, astronaut, data.astronaut())
         result["jitter"] = jitter_and_lag(service, astronaut, data.astronaut())

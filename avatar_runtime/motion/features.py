@@ -11,7 +11,9 @@ rest as the detector reads it, see `rendered_rest`).
 
 Heights are measured from the nose bridge, which no expression moves: measured from the
 eye corners instead, brow heights also followed squints and smiles (on real video their
-agreement with an independent blendshape model fell from r 0.78 to 0.56).
+agreement with an independent blendshape model fell from r 0.78 to 0.56). The lip gap is
+split into the upper lip's height under the nose tip and the lower lip's above the chin:
+a smile that bares the teeth lifts the upper lip, a jaw drop moves neither distance much.
 
 How far each channel moves each feature at weight 1 is the head model's own geometry
 (the template's landmark points with that channel at 1): no face was tuned for. The
@@ -38,9 +40,10 @@ EYE = {"L": dict(outer=263, inner=362, lids=((386, 374), (385, 380), (387, 373))
 BROW_INNER = {"L": (336, 285, 296), "R": (107, 55, 66)}
 BROW_OUTER = {"L": (300, 276, 293), "R": (70, 46, 63)}
 MOUTH_CORNER = {"L": 291, "R": 61}
-UPPER_LIP, LOWER_LIP, CHIN, NOSE_BRIDGE = 13, 14, 152, 168
+UPPER_LIP, LOWER_LIP, CHIN, NOSE_BRIDGE, NOSE_TIP = 13, 14, 152, 168, 1
 FEATURES = ("apertureL", "apertureR", "lipGap", "cornerL", "cornerR", "browInnerL", "browInnerR",
-            "browOuterL", "browOuterR", "irisXL", "irisYL", "irisXR", "irisYR", "chin")
+            "browOuterL", "browOuterR", "irisXL", "irisYL", "irisXR", "irisYR", "chin",
+            "upperLip", "lowerLip")
 NUM_FEATURES = len(FEATURES)
 CHANNELS = ("eyeBlinkLeft", "eyeBlinkRight", "eyeWideLeft", "eyeWideRight", "jawOpen",
             "mouthSmileLeft", "mouthSmileRight", "browInnerUp", "browDownLeft", "browDownRight",
@@ -83,6 +86,8 @@ def features(points: np.ndarray) -> np.ndarray:
     out["lipGap"] = (p[UPPER_LIP, 1] - p[LOWER_LIP, 1]) / scale
     # The jaw also drops with the lips closed, and lips part without it.
     out["chin"] = (p[NOSE_BRIDGE, 1] - p[CHIN, 1]) / scale
+    out["upperLip"] = (p[NOSE_TIP, 1] - p[UPPER_LIP, 1]) / scale
+    out["lowerLip"] = (p[LOWER_LIP, 1] - p[CHIN, 1]) / scale
     return np.array([out[name] for name in FEATURES])
 
 
